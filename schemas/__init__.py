@@ -1,0 +1,18 @@
+"""Marshmallow schemas: the single source of truth for the wire format. No I/O here."""
+
+from schemas.errors import ErrorSchema
+from schemas.events import EventListSchema, EventQuerySchema, EventSchema
+from schemas.job import JobListSchema, JobSchema
+from schemas.job_spec import JobSpecSchema
+from schemas.queries import JobListQuerySchema
+
+__all__ = [
+    "ErrorSchema",
+    "EventListSchema",
+    "EventQuerySchema",
+    "EventSchema",
+    "JobListQuerySchema",
+    "JobListSchema",
+    "JobSchema",
+    "JobSpecSchema",
+]

@@ -1,0 +1,77 @@
+"""The job as clients see it."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields
+
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+PHASES = ("queued", "downloading", "loading", "training", "exporting", "uploading", "done")
+ERROR_CODES = (
+    "invalid_model", "invalid_dataset", "incompatible", "storage", "timeout",
+    "gate_failed", "out_of_memory", "cancelled", "internal",
+)
+
+
+class ProgressSchema(Schema):
+    """Where a job is."""
+
+    phase = fields.String(required=True, metadata={"enum": list(PHASES)})
+    epoch = fields.Integer(required=True, metadata={"description": "Epochs finished so far."})
+    epochs = fields.Integer(required=True, metadata={"description": "Epochs planned in all phases."})
+    percent = fields.Float(required=True)
+
+
+class ResultSchema(Schema):
+    """What a succeeded job wrote."""
+
+    saved_model_uri = fields.String(required=True)
+    keras_uri = fields.String(required=True)
+    manifest_uri = fields.String(required=True)
+    metrics = fields.Dict(keys=fields.String(), values=fields.Float(), required=True)
+    history = fields.List(fields.Dict(), required=True,
+                          metadata={"description": "Metrics per epoch, with its phase."})
+    class_names = fields.List(fields.String(), metadata={"description": "In label order."})
+
+
+class JobErrorSchema(Schema):
+    """Why a job failed."""
+
+    code = fields.String(required=True, metadata={"enum": list(ERROR_CODES)})
+    message = fields.String(required=True, metadata={"description": "What to change."})
+
+
+class LeaseSchema(Schema):
+    """The worker holding a running job."""
+
+    worker = fields.String(required=True)
+    expires_at = fields.String(required=True)
+    heartbeat_at = fields.String(required=True)
+
+
+class JobSchema(Schema):
+    """A fine-tuning job."""
+
+    id = fields.String(required=True, metadata={"example": "ftj_01JD3Q7Z8KX4W2C9V6B5N3M1PQ"})
+    status = fields.String(required=True, metadata={"enum": list(STATUSES)})
+    created_at = fields.String(required=True)
+    started_at = fields.String(allow_none=True)
+    finished_at = fields.String(allow_none=True)
+    updated_at = fields.String(metadata={"description": "Last change of the record."})
+    name = fields.String(allow_none=True)
+    labels = fields.Dict(keys=fields.String(), values=fields.String())
+    spec = fields.Dict(required=True, metadata={"description": "The validated spec, defaults filled in."})
+    attempt = fields.Integer(required=True)
+    progress = fields.Nested(ProgressSchema, required=True)
+    metrics = fields.Dict(keys=fields.String(), values=fields.Float())
+    result = fields.Nested(ResultSchema, allow_none=True)
+    error = fields.Nested(JobErrorSchema, allow_none=True)
+    cancel_requested = fields.Boolean(metadata={"description": "A cancel was asked for."})
+    lease = fields.Nested(LeaseSchema, allow_none=True,
+                          metadata={"description": "The worker running the job and its heartbeat."})
+
+
+class JobListSchema(Schema):
+    """A page of jobs, newest first."""
+
+    jobs = fields.List(fields.Nested(JobSchema), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)

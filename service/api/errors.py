@@ -1,0 +1,69 @@
+"""One JSON error format for every error answer; tracebacks go to the log, never the client."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from service.storage.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5
+
+
+def error_response(code: int, message: str, errors: dict[str, Any] | None = None,
+                   headers: dict[str, str] | None = None) -> Response:
+    """``{"code", "status", "message", "errors"}`` with the given status code."""
+    body: dict[str, Any] = {"code": code, "status": HTTPStatus(code).phrase, "message": message}
+    if errors:
+        body["errors"] = errors
+    response = jsonify(body)
+    response.status_code = code
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _http_error(exc: HTTPException) -> Response:
+    code = exc.code or 500
+    data = getattr(exc, "data", {}) or {}
+    errors = data.get("messages") or data.get("errors")
+    message = data.get("message")
+    if not message:
+        if code == 422 and errors:
+            message = "The request has invalid fields: see errors."
+        elif code == 400 and errors:
+            message = "The request body is not valid JSON."
+        else:
+            message = exc.description or HTTPStatus(code).phrase
+    response = error_response(code, message, errors)
+    for name, value in (data.get("headers") or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _storage_error(exc: StorageError) -> Response:
+    log.warning("storage unavailable while serving a request: %s", exc)
+    return error_response(
+        503, "Storage is unreachable right now; retry shortly.",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def _unexpected(exc: Exception) -> Response:
+    if isinstance(exc, HTTPException):
+        return _http_error(exc)
+    log.exception("unhandled error while serving a request")
+    return error_response(500, "Internal error; the service log has the details.")
+
+
+def register(app: Flask) -> None:
+    """Install the handlers (after flask-smorest's, replacing its HTTPException handler)."""
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(StorageError, _storage_error)
+    app.register_error_handler(Exception, _unexpected)

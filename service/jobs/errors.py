@@ -1,0 +1,37 @@
+"""Errors of the job store."""
+
+from __future__ import annotations
+
+
+class JobError(Exception):
+    """Base class for job-store errors."""
+
+
+class NoSuchJob(JobError):
+    """No job with this id (or not visible to this tenant)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"No job with id {job_id!r}.")
+        self.job_id = job_id
+
+
+class JobIsFinal(JobError):
+    """The job already reached a final status; nothing changes it any more."""
+
+    def __init__(self, job_id: str, status: str) -> None:
+        super().__init__(f"Job {job_id} is already {status}.")
+        self.job_id = job_id
+        self.status = status
+
+
+class LeaseLost(JobError):
+    """The worker no longer holds the job (requeued, cancelled or claimed by another)."""
+
+    def __init__(self, job_id: str, worker: str) -> None:
+        super().__init__(f"Worker {worker} no longer holds job {job_id}.")
+        self.job_id = job_id
+        self.worker = worker
+
+
+class UpdateAborted(JobError):
+    """A mutation decided not to change the record (raised inside JobStore.update)."""

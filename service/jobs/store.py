@@ -1,0 +1,339 @@
+"""JobStore: job records in an ObjectStore, changed only by compare-and-swap.
+
+Layout under the state prefix:
+
+- ``jobs/<id>.json``: the record, the one source of truth. Created with put_if_absent,
+  changed only with put_if_match on the ETag it was read at; ``version`` counts the writes.
+- ``queue/<id>``: a marker per queued job, so workers find work without listing every job.
+- ``index/<inverted-ms>-<id>``: a marker per job, so listing in key order is newest first.
+- ``events/<id>/<seq>.json``: the job's events (EventLog).
+
+Markers are written before the record: the record is the commit point. A marker whose record
+does not exist (a create that died half-way) is skipped and, once old, removed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+from service.jobs.clock import isoformat, now_iso, parse, utcnow
+from service.jobs.errors import JobIsFinal, LeaseLost, NoSuchJob, UpdateAborted
+from service.jobs.events import Event, EventLog
+from service.jobs.ids import is_job_id, new_job_id, timestamp_ms
+from service.jobs.record import JobRecord, JobStatus
+from service.storage.base import ObjectStore
+from service.storage.errors import NoSuchKey, PreconditionFailed
+
+log = logging.getLogger(__name__)
+
+_INVERT_MS = 10**13
+ORPHAN_MARKER_AGE_S = 120.0
+Mutation = Callable[[JobRecord], None]
+
+
+class InvalidCursor(ValueError):
+    """A list cursor that this store did not hand out."""
+
+
+class JobStore:
+    """Create, read, list, claim, update and cancel jobs kept in an ObjectStore."""
+
+    def __init__(self, store: ObjectStore, prefix: str = "", max_cas_retries: int = 50) -> None:
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+        self.store = store
+        self.prefix = prefix
+        self.events = EventLog(store, prefix)
+        self._max_cas_retries = max_cas_retries
+
+    # keys ------------------------------------------------------------------------------
+    def _record_key(self, job_id: str) -> str:
+        return f"{self.prefix}jobs/{job_id}.json"
+
+    def _queue_key(self, job_id: str) -> str:
+        return f"{self.prefix}queue/{job_id}"
+
+    def _index_key(self, job_id: str) -> str:
+        return f"{self.prefix}index/{_INVERT_MS - timestamp_ms(job_id):013d}-{job_id}"
+
+    # reading ---------------------------------------------------------------------------
+    def _read(self, job_id: str) -> tuple[JobRecord, str]:
+        if not is_job_id(job_id):
+            raise NoSuchJob(job_id)
+        try:
+            stored = self.store.get(self._record_key(job_id))
+        except NoSuchKey as exc:
+            raise NoSuchJob(job_id) from exc
+        return JobRecord.from_json(stored.data), stored.etag
+
+    def get(self, job_id: str, tenant: str | None = None) -> JobRecord:
+        """The job; NoSuchJob where it does not exist or belongs to another tenant."""
+        record, _ = self._read(job_id)
+        if tenant is not None and record.tenant != tenant:
+            raise NoSuchJob(job_id)
+        return record
+
+    # creating --------------------------------------------------------------------------
+    def create(self, spec: dict[str, Any], tenant: str = "default",
+               idempotency: dict[str, str] | None = None) -> JobRecord:
+        """Queue a new job for ``spec`` (already validated, defaults filled in)."""
+        job_id = new_job_id()
+        record = JobRecord(
+            id=job_id, tenant=tenant, status=JobStatus.QUEUED, created_at=now_iso(),
+            spec=spec, name=spec.get("name"), labels=dict(spec.get("labels") or {}),
+            idempotency=idempotency, version=1,
+        )
+        record.updated_at = record.created_at
+        self.store.put_if_absent(self._index_key(job_id), job_id.encode())
+        self.store.put_if_absent(self._queue_key(job_id), job_id.encode())
+        self.store.put_if_absent(self._record_key(job_id), record.to_json())
+        self.events.append(job_id, "created", "Job queued.", {"attempt": 0})
+        return record
+
+    # changing --------------------------------------------------------------------------
+    def update(self, job_id: str, mutate: Mutation) -> JobRecord:
+        """Apply ``mutate`` to the record by compare-and-swap, re-reading after every lost race.
+
+        ``mutate`` changes the record in place; it may raise (JobIsFinal, LeaseLost,
+        UpdateAborted, ...) to leave the record as it is. It must be safe to call again on a
+        fresh copy, since a lost race re-runs it.
+        """
+        for attempt in range(self._max_cas_retries):
+            record, etag = self._read(job_id)
+            mutate(record)
+            record.version += 1
+            record.updated_at = now_iso()
+            try:
+                self.store.put_if_match(self._record_key(job_id), record.to_json(), etag)
+            except PreconditionFailed:
+                time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
+                continue
+            return record
+        raise RuntimeError(f"Job {job_id}: gave up after {self._max_cas_retries} lost updates.")
+
+    def cancel(self, job_id: str, tenant: str | None = None) -> JobRecord:
+        """Cancel a queued job at once, or ask a running one's worker to stop it.
+
+        Raises JobIsFinal where the job already finished.
+        """
+        self.get(job_id, tenant)
+
+        def mutate(record: JobRecord) -> None:
+            if record.is_final:
+                raise JobIsFinal(job_id, record.status)
+            if record.status is JobStatus.QUEUED:
+                record.status = JobStatus.CANCELLED
+                record.finished_at = now_iso()
+                record.progress = {**record.progress, "phase": "done"}
+            record.cancel_requested = True
+
+        record = self.update(job_id, mutate)
+        if record.status is JobStatus.CANCELLED:
+            self.store.delete(self._queue_key(job_id))
+            self.events.append(job_id, "cancelled", "Job cancelled before it started.")
+        else:
+            self.events.append(job_id, "cancel_requested",
+                               "Cancel requested; the worker stops the job.")
+        return record
+
+    # workers ---------------------------------------------------------------------------
+    def queued_ids(self, limit: int = 100) -> list[str]:
+        """Ids of queued jobs, oldest first (from the queue index)."""
+        ids = []
+        for info in self.store.list(f"{self.prefix}queue/"):
+            ids.append(info.key.rsplit("/", 1)[1])
+            if len(ids) >= limit:
+                break
+        return ids
+
+    def claim_next(self, worker: str, lease_seconds: float) -> JobRecord | None:
+        """Take the oldest queued job for ``worker``; None where there is none.
+
+        Of several workers racing for one job exactly one wins: the claim is a
+        compare-and-swap on the record.
+        """
+        for job_id in self.queued_ids():
+            record = self.try_claim(job_id, worker, lease_seconds)
+            if record is not None:
+                return record
+        return None
+
+    def try_claim(self, job_id: str, worker: str, lease_seconds: float) -> JobRecord | None:
+        """Claim one queued job; None where it is gone, not queued, or another worker won."""
+
+        def mutate(record: JobRecord) -> None:
+            if record.status is not JobStatus.QUEUED:
+                raise UpdateAborted(record.status)
+            now = utcnow()
+            record.status = JobStatus.RUNNING
+            record.attempt += 1
+            record.started_at = record.started_at or isoformat(now)
+            record.lease = {
+                "worker": worker,
+                "heartbeat_at": isoformat(now),
+                "expires_at": isoformat(now + timedelta(seconds=lease_seconds)),
+            }
+            record.progress = {**record.progress, "phase": "downloading"}
+
+        try:
+            record = self.update(job_id, mutate)
+        except NoSuchJob:
+            self._drop_orphan_marker(job_id)
+            return None
+        except UpdateAborted:
+            self.store.delete(self._queue_key(job_id))
+            return None
+        self.store.delete(self._queue_key(job_id))
+        self.events.append(job_id, "claimed", f"Attempt {record.attempt} started on {worker}.",
+                           {"worker": worker, "attempt": record.attempt})
+        return record
+
+    def _drop_orphan_marker(self, job_id: str) -> None:
+        if not is_job_id(job_id):
+            self.store.delete(self._queue_key(job_id))
+            return
+        age_s = time.time() - timestamp_ms(job_id) / 1000
+        if age_s > ORPHAN_MARKER_AGE_S:
+            log.warning("removing queue marker of job %s: its record was never written", job_id)
+            self.store.delete(self._queue_key(job_id))
+
+    def _held_by(self, worker: str) -> Callable[[JobRecord], None]:
+        def check(record: JobRecord) -> None:
+            if record.status is not JobStatus.RUNNING or not record.lease \
+                    or record.lease.get("worker") != worker:
+                raise LeaseLost(record.id, worker)
+        return check
+
+    def heartbeat(self, job_id: str, worker: str, lease_seconds: float,
+                  changes: dict[str, Any] | None = None) -> JobRecord:
+        """Renew ``worker``'s lease, applying ``changes`` (progress, metrics) in the same write.
+
+        Raises LeaseLost where the worker no longer holds the job.
+        """
+        check = self._held_by(worker)
+
+        def mutate(record: JobRecord) -> None:
+            check(record)
+            now = utcnow()
+            assert record.lease is not None
+            record.lease = {
+                **record.lease,
+                "heartbeat_at": isoformat(now),
+                "expires_at": isoformat(now + timedelta(seconds=lease_seconds)),
+            }
+            for name, value in (changes or {}).items():
+                setattr(record, name, value)
+
+        return self.update(job_id, mutate)
+
+    def finish(self, job_id: str, worker: str, status: JobStatus, *,
+               result: dict[str, Any] | None = None, error: dict[str, str] | None = None,
+               metrics: dict[str, float] | None = None) -> JobRecord:
+        """Move a job that ``worker`` holds to a final status."""
+        check = self._held_by(worker)
+
+        def mutate(record: JobRecord) -> None:
+            check(record)
+            record.status = status
+            record.finished_at = now_iso()
+            record.lease = None
+            record.result = result
+            record.error = error
+            if metrics is not None:
+                record.metrics = metrics
+            record.progress = {**record.progress, "phase": "done"}
+            if status is JobStatus.SUCCEEDED:
+                record.progress["percent"] = 100.0
+
+        return self.update(job_id, mutate)
+
+    def lease_expired(self, record: JobRecord) -> bool:
+        """Whether a running job's lease ran out (its worker is gone)."""
+        if record.status is not JobStatus.RUNNING or not record.lease:
+            return False
+        return parse(record.lease["expires_at"]) < utcnow()
+
+    # listing ---------------------------------------------------------------------------
+    def list(self, *, tenant: str | None = None, status: str | None = None,
+             label: tuple[str, str] | None = None, limit: int = 20, cursor: str | None = None,
+             scan_limit: int = 1000) -> tuple[list[JobRecord], str | None]:
+        """A page of jobs, newest first, and the cursor of the next page (None at the end).
+
+        At most ``scan_limit`` index entries are read per call; where filters skip that many,
+        the page comes back short with a cursor to go on from.
+        """
+        start = _decode_cursor(cursor, f"{self.prefix}index/") if cursor else ""
+        page: list[JobRecord] = []
+        scanned = 0
+        entries = self.store.list(f"{self.prefix}index/", start_after=start)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for batch in _batches(entries, max(limit, 16)):
+                records = pool.map(self._get_or_none, [key.rsplit("-", 1)[1] for key in batch])
+                for key, record in zip(batch, records, strict=True):
+                    scanned += 1
+                    if record is not None and _matches(record, tenant, status, label):
+                        page.append(record)
+                        if len(page) == limit:
+                            return page, _encode_cursor(key)
+                    if scanned >= scan_limit:
+                        return page, _encode_cursor(key)
+        return page, None
+
+    def _get_or_none(self, job_id: str) -> JobRecord | None:
+        try:
+            return self._read(job_id)[0]
+        except NoSuchJob:
+            return None
+
+    # events ----------------------------------------------------------------------------
+    def add_event(self, job_id: str, type_: str, message: str,
+                  data: dict[str, Any] | None = None) -> Event:
+        """Append to the job's event log."""
+        return self.events.append(job_id, type_, message, data)
+
+    def read_events(self, job_id: str, after: int = 0, tenant: str | None = None) -> list[Event]:
+        """The job's events after ``after``; NoSuchJob where the job is not visible."""
+        self.get(job_id, tenant)
+        return self.events.read(job_id, after)
+
+
+def _matches(record: JobRecord, tenant: str | None, status: str | None,
+             label: tuple[str, str] | None) -> bool:
+    if tenant is not None and record.tenant != tenant:
+        return False
+    if status is not None and record.status != status:
+        return False
+    return label is None or record.labels.get(label[0]) == label[1]
+
+
+def _batches(infos: Iterator[Any], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for info in infos:
+        batch.append(info.key)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _encode_cursor(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, index_prefix: str) -> str:
+    try:
+        key = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidCursor("Not a cursor this service handed out.") from exc
+    if not key.startswith(index_prefix) or not is_job_id(key.rsplit("-", 1)[-1]):
+        raise InvalidCursor("Not a cursor this service handed out.")
+    return key

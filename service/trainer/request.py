@@ -1,0 +1,67 @@
+"""Plain data passed between the worker and the trainer's child process (no TensorFlow)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainingRequest:
+    """Everything the trainer needs; all paths are local, the trainer never touches storage.
+
+    Attributes:
+        job_id: The job's id, for logs and the exported model's metadata.
+        spec: The validated job spec with every default filled in (schemas.JobSpecSchema).
+        base_model_path: A local ``.keras``/``.h5`` file or SavedModel folder.
+        train_path: A local folder holding one sub-folder of images per class.
+        validation_path: Like ``train_path``; None to hold out ``validation_split`` of train.
+        output_dir: Where the trainer writes ``saved_model/`` and ``model.keras``.
+    """
+
+    job_id: str
+    spec: dict[str, Any]
+    base_model_path: str
+    train_path: str
+    validation_path: str | None
+    output_dir: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """A picklable, JSON-able form for the child process."""
+        return asdict(self)
+
+
+@dataclass
+class TrainingOutcome:
+    """What a finished training run produced (files are under the request's output_dir).
+
+    Attributes:
+        metrics: Final metrics (of the last epoch, or the restored best one).
+        history: One entry per epoch: ``{"epoch", "phase", "loss", ...}``.
+        class_names: Class names in label order.
+        saved_model_dir: Folder name of the SavedModel under output_dir.
+        keras_file: File name of the Keras model under output_dir.
+        input_shape: The exported model's input shape, without the batch dimension.
+        trainable_weights: How many weight tensors were trainable in the last phase.
+        versions: Versions of TensorFlow and Keras that trained the model.
+        timings: Seconds spent per step (``loading``, ``training``, ``exporting``).
+    """
+
+    metrics: dict[str, float]
+    history: list[dict[str, Any]]
+    class_names: list[str]
+    saved_model_dir: str = "saved_model"
+    keras_file: str = "model.keras"
+    input_shape: list[int] = field(default_factory=list)
+    trainable_weights: int = 0
+    versions: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form for the worker."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingOutcome:
+        """The inverse of to_dict."""
+        return cls(**data)

@@ -1,0 +1,20 @@
+"""Failures the worker records on a job, each with an error code of API.md."""
+
+from __future__ import annotations
+
+
+class JobFailure(Exception):
+    """Ends a job as ``failed`` with ``code`` and a ``message`` that says what to change."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class JobCancelled(Exception):
+    """The job was cancelled while it ran."""
+
+
+class JobAbandoned(Exception):
+    """The worker lost the job's lease (another worker holds it now); drop it quietly."""
