@@ -11,6 +11,7 @@ from typing import Any
 from flask import Flask
 from flask_smorest import Api
 
+from schemas import ErrorSchema
 from service import __version__
 from service.api import errors, health, jobs
 from service.config import Config
@@ -18,6 +19,12 @@ from service.context import Services, build_services
 from service.logs import configure_logging
 
 log = logging.getLogger(__name__)
+
+
+class _Api(Api):  # type: ignore[misc]
+    """flask-smorest's Api, documenting errors with the service's own error schema."""
+
+    ERROR_SCHEMA = ErrorSchema
 
 
 def create_app(config: Config | None = None, services: Services | None = None,
@@ -40,7 +47,7 @@ def create_app(config: Config | None = None, services: Services | None = None,
     if test_config:
         app.config.update(test_config)
     app.extensions["finetune"] = services
-    api = Api(app, spec_kwargs={"info": {"description": _DESCRIPTION}})
+    api = _Api(app, spec_kwargs={"info": {"description": _DESCRIPTION}})
     api.register_blueprint(jobs.blp)
     app.register_blueprint(health.blp)
     errors.register(app)

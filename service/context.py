@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from service.config import Config
 from service.jobs import JobStore
 from service.storage.client import make_s3_client
-from service.storage.resolver import Storage, open_state_store
+from service.storage.resolver import Storage
 from service.storage.selfcheck import verify_conditional_writes
 
 log = logging.getLogger(__name__)
@@ -25,9 +25,9 @@ class Services:
 
 def build_services(config: Config, *, self_check: bool = True) -> Services:
     """Open storage and the job store; refuse a backend that ignores conditional writes."""
-    state_store, prefix = open_state_store(config.state_uri)
+    storage = Storage(make_s3_client, allow_local=config.allow_local_storage)
+    state_store, prefix = storage.open_state_store(config.state_uri)
     if self_check:
         verify_conditional_writes(state_store, prefix + "_selfcheck/")
         log.info("job store at %s: conditional writes verified", config.state_uri)
-    storage = Storage(make_s3_client, allow_local=config.allow_local_storage)
     return Services(config=config, storage=storage, jobs=JobStore(state_store, prefix))

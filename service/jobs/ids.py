@@ -35,3 +35,13 @@ def timestamp_ms(job_id: str) -> int:
     for char in job_id[len(PREFIX):len(PREFIX) + 10]:
         value = value * 32 + _ALPHABET.index(char)
     return value
+
+
+def invert_id(text: str) -> str:
+    """Map each base32 digit d after the prefix to 31 - d: sorts in the reverse order; self-inverse."""
+    if not text.startswith(PREFIX):
+        return text
+    body = text[len(PREFIX):]
+    if not all(char in _ALPHABET for char in body):
+        return text
+    return PREFIX + "".join(_ALPHABET[31 - _ALPHABET.index(char)] for char in body)

@@ -5,7 +5,8 @@ Layout under the state prefix:
 - ``jobs/<id>.json``: the record, the one source of truth. Created with put_if_absent,
   changed only with put_if_match on the ETag it was read at; ``version`` counts the writes.
 - ``queue/<id>``: a marker per queued job, so workers find work without listing every job.
-- ``index/<inverted-ms>-<id>``: a marker per job, so listing in key order is newest first.
+- ``index/<inverted id>``: a marker per job; ids sort by creation time, and the inverted id
+  (each base32 digit d replaced by 31 - d) sorts the other way, so listing is newest first.
 - ``events/<id>/<seq>.json``: the job's events (EventLog).
 
 Markers are written before the record: the record is the commit point. A marker whose record
@@ -27,14 +28,13 @@ from typing import Any
 from service.jobs.clock import isoformat, now_iso, parse, utcnow
 from service.jobs.errors import JobIsFinal, LeaseLost, NoSuchJob, UpdateAborted
 from service.jobs.events import Event, EventLog
-from service.jobs.ids import is_job_id, new_job_id, timestamp_ms
+from service.jobs.ids import invert_id, is_job_id, new_job_id, timestamp_ms
 from service.jobs.record import JobRecord, JobStatus
 from service.storage.base import ObjectStore
 from service.storage.errors import NoSuchKey, PreconditionFailed
 
 log = logging.getLogger(__name__)
 
-_INVERT_MS = 10**13
 ORPHAN_MARKER_AGE_S = 120.0
 Mutation = Callable[[JobRecord], None]
 
@@ -62,7 +62,7 @@ class JobStore:
         return f"{self.prefix}queue/{job_id}"
 
     def _index_key(self, job_id: str) -> str:
-        return f"{self.prefix}index/{_INVERT_MS - timestamp_ms(job_id):013d}-{job_id}"
+        return f"{self.prefix}index/{invert_id(job_id)}"
 
     # reading ---------------------------------------------------------------------------
     def _read(self, job_id: str) -> tuple[JobRecord, str]:
@@ -276,7 +276,8 @@ class JobStore:
         entries = self.store.list(f"{self.prefix}index/", start_after=start)
         with ThreadPoolExecutor(max_workers=8) as pool:
             for batch in _batches(entries, max(limit, 16)):
-                records = pool.map(self._get_or_none, [key.rsplit("-", 1)[1] for key in batch])
+                ids = [invert_id(key.rsplit("/", 1)[1]) for key in batch]
+                records = pool.map(self._get_or_none, ids)
                 for key, record in zip(batch, records, strict=True):
                     scanned += 1
                     if record is not None and _matches(record, tenant, status, label):
@@ -334,6 +335,6 @@ def _decode_cursor(cursor: str, index_prefix: str) -> str:
         key = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidCursor("Not a cursor this service handed out.") from exc
-    if not key.startswith(index_prefix) or not is_job_id(key.rsplit("-", 1)[-1]):
+    if not key.startswith(index_prefix) or not is_job_id(invert_id(key[len(index_prefix):])):
         raise InvalidCursor("Not a cursor this service handed out.")
     return key
