@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import builtins
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -88,7 +89,7 @@ class ObjectStore(abc.ABC):
 
     def download_prefix(
         self, prefix: str, dest_dir: Path, max_workers: int = 8
-    ) -> list[ObjectInfo]:
+    ) -> builtins.list[ObjectInfo]:
         """Download every object below a folder-like prefix into a local directory.
 
         Keys keep their path relative to ``prefix``: ``models/a/`` + ``b/c.bin`` lands in
@@ -126,7 +127,7 @@ class ObjectStore(abc.ABC):
         )
         return [info for info, _ in plan]
 
-    def upload_dir(self, src_dir: Path, prefix: str, max_workers: int = 8) -> list[str]:
+    def upload_dir(self, src_dir: Path, prefix: str, max_workers: int = 8) -> builtins.list[str]:
         """Upload every regular file below a local directory, keeping relative paths.
 
         Args:

@@ -45,6 +45,7 @@ class TrainingOutcome:
         trainable_weights: How many weight tensors were trainable in the last phase.
         versions: Versions of TensorFlow and Keras that trained the model.
         timings: Seconds spent per step (``loading``, ``training``, ``exporting``).
+        restored_epoch: The epoch whose weights early stopping restored (1-based), if any.
     """
 
     metrics: dict[str, float]
@@ -56,6 +57,7 @@ class TrainingOutcome:
     trainable_weights: int = 0
     versions: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    restored_epoch: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form for the worker."""

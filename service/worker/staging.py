@@ -74,6 +74,7 @@ class Stager:
                                      "Point it at a .keras or .h5 file or a SavedModel folder.")
                 return dest / "saved_model"
             local = dest / PurePosixPath(key).name
+            dest.mkdir(parents=True, exist_ok=True)
             store.download_file(key, local)
             return local
         except NoSuchKey as exc:

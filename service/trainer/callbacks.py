@@ -1,0 +1,63 @@
+"""Reporting progress from ``model.fit`` at epoch ends (nothing runs per step)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import keras
+
+
+class ProgressCallback(keras.callbacks.Callback):  # type: ignore[misc]
+    """Records each epoch's metrics and reports an ``epoch`` message.
+
+    Args:
+        report: Receives ``{"type": "epoch", "epoch", "epochs", "phase_index", "metrics"}``.
+        phase_index: 0-based index of the phase this ``fit`` runs.
+        epochs_total: Epochs planned over all phases (as known when the phase starts).
+        history: Receives one ``{"epoch", "phase", <metrics>}`` entry per epoch; shared across
+            phases so the epoch count continues.
+    """
+
+    def __init__(
+        self,
+        report: Callable[[dict[str, Any]], None],
+        phase_index: int,
+        epochs_total: int,
+        history: list[dict[str, Any]],
+    ) -> None:
+        super().__init__()
+        if epochs_total < 1:
+            raise ValueError(f"epochs_total must be at least 1. Received: {epochs_total}")
+        self.report = report
+        self.phase_index = phase_index
+        self.epochs_total = epochs_total
+        self.history = history
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        """Keras calls this with the 0-based epoch, counted from ``initial_epoch``."""
+        metrics = scalar_metrics(logs)
+        self.history.append({"epoch": epoch + 1, "phase": self.phase_index, **metrics})
+        self.report(
+            {
+                "type": "epoch",
+                "epoch": epoch + 1,
+                "epochs": self.epochs_total,
+                "phase_index": self.phase_index,
+                "metrics": metrics,
+            }
+        )
+
+
+def scalar_metrics(logs: dict[str, Any] | None) -> dict[str, float]:
+    """The finite scalar entries of Keras logs as plain floats (NaN and inf are not JSON)."""
+    metrics: dict[str, float] = {}
+    for name, value in (logs or {}).items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(number):
+            metrics[name] = number
+    return metrics

@@ -1,0 +1,199 @@
+"""Running the phases: freeze, recompile, fit, with early stopping and continuous epoch counts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from service.trainer.callbacks import ProgressCallback
+from service.trainer.compiling import compile_model
+from service.trainer.data import ImageDatasets
+from service.trainer.errors import Incompatible, InvalidDataset, OutOfMemory
+from service.trainer.freezing import Freezer
+from service.trainer.model_surgery import BuiltModel
+from service.trainer.plan import EarlyStoppingSettings, Phase, TrainingPlan
+
+Report = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class FitResult:
+    """What the phases produced.
+
+    Attributes:
+        history: One entry per epoch run: ``{"epoch" (1-based, across phases), "phase", ...}``.
+        metrics: The final metrics: of the last phase's restored best epoch, else its last epoch.
+        trainable_weights: Trainable weight tensors in the last phase.
+        restored_epoch: The epoch whose weights early stopping restored at the end, if any.
+    """
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    trainable_weights: int = 0
+    restored_epoch: int | None = None
+
+
+def fit_phases(
+    built: BuiltModel, data: ImageDatasets, plan: TrainingPlan, report: Report
+) -> FitResult:
+    """Runs every phase of the plan on ``built.model``.
+
+    Each phase applies its freeze rule, recompiles (fresh optimizer at the phase's learning rate),
+    and fits from the epoch the previous phase ended at. A phase that early stopping ends goes on to
+    the next phase; its best weights are restored first where so configured.
+
+    Raises:
+        Incompatible: A freeze rule does not fit the model, or early stopping names an unknown
+            metric.
+        InvalidDataset: An image could not be decoded.
+        OutOfMemory: TensorFlow could not allocate memory.
+    """
+    training = plan.training
+    freezer = Freezer(built)
+    result = FitResult()
+    epochs_done = 0
+    for position, phase in enumerate(plan.phases):
+        summary = freezer.apply(phase.freeze, phase.freeze_field)
+        result.trainable_weights = summary.trainable_weights
+        report(
+            {
+                "type": "info",
+                "message": (
+                    f"Phase {phase.index + 1} of {len(plan.phases)}: {phase.epochs} epochs at "
+                    f"learning rate {phase.learning_rate:g}; freeze {phase.freeze.describe()} "
+                    f"froze {len(summary.frozen_layers)} base layers; "
+                    f"{summary.trainable_weights} weight tensors "
+                    f"({summary.trainable_params} parameters) train."
+                ),
+                "data": {
+                    "phase_index": phase.index,
+                    "epochs": phase.epochs,
+                    "learning_rate": phase.learning_rate,
+                    "freeze": phase.freeze.to_spec(),
+                    "frozen_layers": summary.frozen_layers,
+                    "frozen_batch_norms": summary.frozen_batch_norms,
+                    "trainable_weights": summary.trainable_weights,
+                    "trainable_params": summary.trainable_params,
+                    "non_trainable_params": summary.non_trainable_params,
+                },
+            }
+        )
+        compile_model(
+            built.model,
+            optimizer=training.optimizer,
+            learning_rate=phase.learning_rate,
+            loss=training.loss,
+            metrics=training.metrics,
+        )
+        epochs_total = epochs_done + sum(p.epochs for p in plan.phases[position:])
+        progress = ProgressCallback(report, phase.index, epochs_total, result.history)
+        callbacks: list[keras.callbacks.Callback] = [progress]
+        stopper = early_stopping(
+            training.early_stopping, data.validation is not None, training.metrics, report
+        )
+        if stopper is not None:
+            callbacks.append(stopper)
+        first = len(result.history)
+        _fit(built.model, data, epochs_done, phase, callbacks)
+        phase_history = result.history[first:]
+        epochs_done += len(phase_history)
+        result.metrics, result.restored_epoch = _final_metrics(phase_history, stopper)
+    return result
+
+
+def early_stopping(
+    settings: EarlyStoppingSettings | None,
+    has_validation: bool,
+    metrics: Sequence[str],
+    report: Report,
+) -> keras.callbacks.EarlyStopping | None:
+    """The EarlyStopping callback for a phase, or None when not configured.
+
+    Without validation data a ``val_*`` monitor falls back to the training metric of the same
+    name (``val_loss`` -> ``loss``), and an ``info`` message says so: the job still stops early
+    and keeps its best weights rather than failing after the data was staged.
+
+    Raises:
+        Incompatible: The monitor is neither ``loss`` nor one of the compiled metrics.
+    """
+    if settings is None:
+        return None
+    monitor = settings.monitor
+    name = monitor.removeprefix("val_")
+    known = ["loss", *metrics]
+    if name not in known:
+        raise Incompatible(
+            f"training.early_stopping.monitor {monitor!r} is not a metric this job logs; use one "
+            f"of {', '.join(repr(n) for n in known + ['val_' + k for k in known])}."
+        )
+    if monitor != name and not has_validation:
+        report(
+            {
+                "type": "info",
+                "message": (
+                    f"There is no validation data, so early stopping monitors {name!r} "
+                    f"instead of {monitor!r}."
+                ),
+                "data": {"monitor": name, "requested_monitor": monitor},
+            }
+        )
+        monitor = name
+    return keras.callbacks.EarlyStopping(
+        monitor=monitor,
+        patience=settings.patience,
+        restore_best_weights=settings.restore_best_weights,
+        verbose=0,
+    )
+
+
+def _fit(
+    model: keras.Model,
+    data: ImageDatasets,
+    initial_epoch: int,
+    phase: Phase,
+    callbacks: list[keras.callbacks.Callback],
+) -> None:
+    try:
+        model.fit(
+            data.train,
+            validation_data=data.validation,
+            epochs=initial_epoch + phase.epochs,
+            initial_epoch=initial_epoch,
+            callbacks=callbacks,
+            shuffle=False,  # the pipeline shuffles; Keras cannot shuffle a tf.data.Dataset
+            verbose=0,
+        )
+    except tf.errors.ResourceExhaustedError as exc:
+        raise OutOfMemory(
+            f"Training ran out of memory in phase {phase.index + 1}. Lower training.batch_size "
+            "or dataset.image_size, or freeze more layers."
+        ) from exc
+    except tf.errors.InvalidArgumentError as exc:
+        text = str(exc)
+        if "decode" in text.lower() or "image file format" in text.lower():
+            raise InvalidDataset(
+                "An image in the dataset could not be decoded (it may be truncated or "
+                "mislabelled); re-encode or remove it."
+            ) from exc
+        raise
+
+
+def _final_metrics(
+    phase_history: list[dict[str, Any]], stopper: keras.callbacks.EarlyStopping | None
+) -> tuple[dict[str, float], int | None]:
+    if not phase_history:
+        return {}, None
+    chosen = phase_history[-1]
+    restored = None
+    if stopper is not None and stopper.restore_best_weights and stopper.best_weights is not None:
+        # EarlyStopping restores its best weights at the end of fit, also without stopping.
+        best = stopper.best_epoch + 1
+        for entry in phase_history:
+            if entry["epoch"] == best:
+                chosen, restored = entry, best
+    metrics = {k: v for k, v in chosen.items() if k not in ("epoch", "phase")}
+    return metrics, restored

@@ -1,0 +1,166 @@
+"""Freeze rules, applied phase after phase, and BatchNormalization kept in inference mode.
+
+Rules address the base model's own layers (``base.layers``, the list Keras gives, which starts
+with the InputLayer for functional models); the new head always trains.
+
+In Keras 3 a BatchNormalization layer with ``trainable = False`` runs in inference mode even in
+``fit``: its moving statistics and its gamma/beta stay as they are. Once a BatchNormalization layer
+has been frozen (by the model file or by any phase) it stays frozen for the rest of the job, also
+when a later phase unfreezes its neighbours: as in Keras's transfer-learning guide, re-enabling its
+statistics after the base has adapted to them tends to wreck what was learned.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+
+from service.trainer.errors import Incompatible
+from service.trainer.model_surgery import BuiltModel, similar_names_hint
+from service.trainer.plan import FreezeRule
+
+
+@dataclass
+class FreezeSummary:
+    """What one application of a rule left trainable.
+
+    Attributes:
+        frozen_layers: Names of the base layers the rule froze (in base order).
+        frozen_batch_norms: Names of every BatchNormalization layer now frozen.
+        trainable_weights: Trainable weight tensors of the whole model.
+        trainable_params: Trainable scalars of the whole model.
+        non_trainable_params: Frozen scalars of the whole model.
+    """
+
+    frozen_layers: list[str] = field(default_factory=list)
+    frozen_batch_norms: list[str] = field(default_factory=list)
+    trainable_weights: int = 0
+    trainable_params: int = 0
+    non_trainable_params: int = 0
+
+
+def select_frozen(
+    rule: FreezeRule, base_layers: Sequence[keras.layers.Layer], field_name: str = "freeze"
+) -> list[keras.layers.Layer]:
+    """The base layers a rule freezes.
+
+    ``none``: none. ``base``: all. ``first_n``: the first N of ``base.layers``. ``until``: the named
+    layer and all before it. ``pattern``: those whose name matches the regex (``re.search``).
+
+    Args:
+        rule: The rule.
+        base_layers: ``base.layers``.
+        field_name: The spec field, for messages (``freeze``, ``schedule[1].freeze``).
+
+    Raises:
+        Incompatible: first_n exceeds the layer count, the until layer does not exist, or the
+            pattern matches no layer.
+    """
+    layers = list(base_layers)
+    names = [layer.name for layer in layers]
+    if rule.kind == "none":
+        return []
+    if rule.kind == "base":
+        return layers
+    if rule.kind == "first_n":
+        assert isinstance(rule.value, int)
+        if rule.value > len(layers):
+            raise Incompatible(
+                f"{field_name}.first_n is {rule.value} but the base model has only {len(layers)} "
+                f'layers; use at most {len(layers)}, or "base" to freeze all of it.'
+            )
+        return layers[: rule.value]
+    if rule.kind == "until":
+        assert isinstance(rule.value, str)
+        if rule.value not in names:
+            raise Incompatible(
+                f"{field_name}.until: the base model has no layer named {rule.value!r}. "
+                f"{similar_names_hint(rule.value, names)}"
+            )
+        return layers[: names.index(rule.value) + 1]
+    if rule.kind == "pattern":
+        assert isinstance(rule.value, str)
+        pattern = re.compile(rule.value)
+        matched = [layer for layer in layers if pattern.search(layer.name)]
+        if not matched:
+            raise Incompatible(
+                f"{field_name}.pattern {rule.value!r} matches no layer of the base model. "
+                f"{similar_names_hint(rule.value, names)}"
+            )
+        return matched
+    raise ValueError(f"Unknown freeze rule kind. Received: rule={rule!r}")
+
+
+class Freezer:
+    """Applies freeze rules to a built model, phase after phase.
+
+    Args:
+        built: The model to train and its base.
+    """
+
+    def __init__(self, built: BuiltModel) -> None:
+        self.built = built
+        self._base_layers = list(built.base.layers)
+        # BatchNormalization frozen in the model file counts as frozen already.
+        self._frozen_bn: dict[int, keras.layers.BatchNormalization] = {
+            id(bn): bn for bn in _batch_norms(self._base_layers) if not bn.trainable
+        }
+
+    def apply(self, rule: FreezeRule, field_name: str = "freeze") -> FreezeSummary:
+        """Makes exactly the rule's layers (and every BatchNormalization once frozen) frozen.
+
+        Callers must compile the model again afterwards.
+
+        Raises:
+            Incompatible: The rule names no layer (see select_frozen), or leaves nothing to train.
+        """
+        frozen = select_frozen(rule, self._base_layers, field_name)
+        frozen_ids = {id(layer) for layer in frozen}
+        # Setting a nested model's flag sets all its sublayers, so set all flags first and
+        # re-freeze BatchNormalization after.
+        for layer in self._base_layers:
+            layer.trainable = id(layer) not in frozen_ids
+        for layer in self.built.head_layers:
+            layer.trainable = True
+        for bn in _batch_norms(frozen):
+            self._frozen_bn[id(bn)] = bn
+        for bn in self._frozen_bn.values():
+            bn.trainable = False
+
+        model = self.built.model
+        summary = FreezeSummary(
+            frozen_layers=[layer.name for layer in frozen],
+            frozen_batch_norms=[bn.name for bn in _batch_norms(model.layers) if not bn.trainable],
+            trainable_weights=len(model.trainable_weights),
+            trainable_params=_count(model.trainable_weights),
+            non_trainable_params=_count(model.non_trainable_weights),
+        )
+        if summary.trainable_weights == 0:
+            raise Incompatible(
+                f"{field_name} {rule.describe()} leaves no trainable weights"
+                f"{'' if self.built.head_layers else ' (there is no new head)'}. "
+                "Freeze fewer layers, or add a head."
+            )
+        return summary
+
+
+def _batch_norms(layers: Sequence[keras.layers.Layer]) -> Iterator[keras.layers.BatchNormalization]:
+    """Every BatchNormalization layer among ``layers`` and inside nested models, once each."""
+    seen: set[int] = set()
+    stack = list(reversed(layers))
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if isinstance(layer, keras.layers.BatchNormalization):
+            yield layer
+        stack.extend(reversed(getattr(layer, "layers", None) or []))
+
+
+def _count(weights: Sequence[keras.Variable]) -> int:
+    return int(sum(np.prod(w.shape) for w in weights))

@@ -1,0 +1,139 @@
+"""One training run from request to exported model: load, data, build, fit phases, export."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from service.trainer.compiling import check_loss_and_metrics
+from service.trainer.data import label_mode_for_loss, load_image_datasets
+from service.trainer.export import export_model
+from service.trainer.fitting import fit_phases
+from service.trainer.loading import load_base_model
+from service.trainer.model_surgery import build_model, resolve_image_shape
+from service.trainer.plan import TrainingPlan
+from service.trainer.request import TrainingOutcome, TrainingRequest
+
+Report = Callable[[dict[str, Any]], None]
+
+
+def train(request: TrainingRequest, report: Report) -> TrainingOutcome:
+    """Fine-tunes the request's base model on its data and exports the result.
+
+    Args:
+        request: The spec and the local paths the worker staged.
+        report: Receives plain-dict messages: ``phase``, ``info`` and ``epoch`` (see child.py).
+
+    Returns:
+        What was trained and written; the files are under ``request.output_dir``.
+
+    Raises:
+        TrainerError: A subclass whose message says what to change (invalid_model,
+            invalid_dataset, incompatible, out_of_memory).
+    """
+    plan = TrainingPlan.from_spec(request.spec)
+    timings: dict[str, float] = {}
+
+    started = time.monotonic()
+    report({"type": "phase", "phase": "loading"})
+    seed = seed_everything(plan.training.seed)
+    check_loss_and_metrics(plan.training.loss, plan.training.metrics)
+    base = load_base_model(request.base_model_path, plan.base_model_format)
+    image_shape = resolve_image_shape(base, plan.data.image_size)
+    label_mode = label_mode_for_loss(plan.training.loss)
+    data = load_image_datasets(
+        request.train_path,
+        request.validation_path,
+        image_shape=image_shape,
+        batch_size=plan.training.batch_size,
+        label_mode=label_mode,
+        validation_split=plan.data.validation_split,
+        seed=seed,
+        data_format=plan.data.format,
+    )
+    report(
+        _info(
+            f"Found {len(data.class_names)} classes: {sum(data.train_counts.values())} "
+            f"training and {sum(data.validation_counts.values())} validation images.",
+            class_names=data.class_names,
+            train_counts=data.train_counts,
+            validation_counts=data.validation_counts,
+            label_mode=label_mode,
+        )
+    )
+    built = build_model(
+        base,
+        image_shape=image_shape,
+        preprocessing=plan.data.preprocessing,
+        head=plan.head,
+        num_classes=len(data.class_names),
+        label_mode=label_mode,
+    )
+    report(
+        _info(
+            f"Model input {list(image_shape)} raw pixels; "
+            + (
+                f"new head on the output of {built.cut_layer!r}"
+                if built.cut_layer
+                else "the base model's own output layer"
+            )
+            + f" ({built.output_units} output units).",
+            input_shape=list(image_shape),
+            base_layers=len(base.layers),
+            cut_layer=built.cut_layer,
+            feature_shape=list(built.feature_shape),
+            head_layers=[layer.name for layer in built.head_layers],
+            output_units=built.output_units,
+            seed=seed,
+        )
+    )
+    timings["loading"] = _since(started)
+
+    started = time.monotonic()
+    report({"type": "phase", "phase": "training"})
+    fitted = fit_phases(built, data, plan, report)
+    timings["training"] = _since(started)
+
+    started = time.monotonic()
+    report({"type": "phase", "phase": "exporting"})
+    exported = export_model(built.model, request.output_dir)
+    timings["exporting"] = _since(started)
+
+    return TrainingOutcome(
+        metrics=fitted.metrics,
+        history=fitted.history,
+        class_names=data.class_names,
+        saved_model_dir=exported.saved_model_dir,
+        keras_file=exported.keras_file,
+        input_shape=list(image_shape),
+        trainable_weights=fitted.trainable_weights,
+        versions={"tensorflow": tf.__version__, "keras": keras.__version__},
+        timings=timings,
+        restored_epoch=fitted.restored_epoch,
+    )
+
+
+def seed_everything(seed: int | None) -> int:
+    """Seeds Python, NumPy and TensorFlow and makes ops deterministic, where a seed is given.
+
+    Returns:
+        The seed for the data split and shuffling: ``seed``, or a fresh random one.
+    """
+    if seed is None:
+        return random.SystemRandom().randrange(2**31)
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+    return seed
+
+
+def _info(message: str, **data: Any) -> dict[str, Any]:
+    return {"type": "info", "message": message, "data": data}
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 3)

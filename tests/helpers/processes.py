@@ -1,0 +1,119 @@
+"""Real service processes for end-to-end tests: gunicorn, workers, the embedded default."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.helpers.net import wait_for_http
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+
+class ServiceProcess:
+    """A child process in its own process group, its output in a log file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.argv = argv
+        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        self.log_path = log_dir / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServiceProcess:
+        """Start the process."""
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(self.argv, cwd=REPO, env=self.env, stdout=log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the whole process group."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signum)
+
+    def stop(self, timeout: float = 20) -> None:
+        """SIGTERM the group, then SIGKILL what is left."""
+        if not self.process:
+            return
+        self.signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def log(self) -> str:
+        """What the process printed so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def gunicorn_api(port: int, env: dict[str, str], log_dir: Path, workers: int = 2) -> ServiceProcess:
+    """The API under real gunicorn, with the project's gunicorn.conf.py."""
+    argv = [str(VENV_BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py",
+            "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+            "service.app:create_app()"]
+    api = ServiceProcess(f"gunicorn-{port}", argv, env, log_dir).start()
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=30)
+    except Exception:
+        api.stop()
+        raise RuntimeError(f"gunicorn did not start:\n{api.log()}") from None
+    return api
+
+
+def worker_process(name: str, env: dict[str, str], log_dir: Path) -> ServiceProcess:
+    """``python -m service worker``."""
+    return ServiceProcess(name, [sys.executable, "-m", "service", "worker"], env, log_dir).start()
+
+
+class ApiClient:
+    """Just enough of an HTTP client of the API for tests."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.http = requests.Session()
+
+    def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """POST a job; asserts it was created."""
+        response = self.http.post(f"{self.base_url}/v1/jobs", json=spec, timeout=10)
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """GET a job."""
+        response = self.http.get(f"{self.base_url}/v1/jobs/{job_id}", timeout=10)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def events(self, job_id: str) -> list[dict[str, Any]]:
+        """Every event of a job."""
+        response = self.http.get(f"{self.base_url}/v1/jobs/{job_id}/events", timeout=10)
+        assert response.status_code == 200, response.text
+        events: list[dict[str, Any]] = response.json()["events"]
+        return events
+
+    def wait(self, job_id: str, timeout: float = 300,
+             statuses: tuple[str, ...] = ("succeeded", "failed", "cancelled"),
+             logs: tuple[ServiceProcess, ...] = ()) -> dict[str, Any]:
+        """Poll until the job reaches one of ``statuses``; the logs are in the failure text."""
+        deadline = time.monotonic() + timeout
+        job = self.job(job_id)
+        while job["status"] not in statuses:
+            if time.monotonic() > deadline:
+                dump = "\n".join(f"--- {p.name}\n{p.log()[-6000:]}" for p in logs)
+                raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s: "
+                                     f"{job}\n{dump}")
+            time.sleep(0.5)
+            job = self.job(job_id)
+        return job

@@ -1,0 +1,29 @@
+"""The MotoServer test helper that end-to-end tests start for themselves."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.storage import NoSuchBucket, S3ObjectStore, StorageUnavailable, make_s3_client
+from tests.helpers.moto_server import MotoServer
+
+
+def test_restart_keeps_the_port_and_forgets_everything(monkeypatch: pytest.MonkeyPatch) -> None:
+    with MotoServer(serialize_requests=False) as server:
+        for name, value in server.env.items():
+            monkeypatch.setenv(name, value)
+        client = make_s3_client(max_attempts=1, connect_timeout=1, read_timeout=5)
+        client.create_bucket(Bucket="kept-across-restart")
+        store = S3ObjectStore(client, "kept-across-restart")
+        store.put("k", b"v")
+        endpoint = server.endpoint
+
+        server.stop()
+        assert not server.running
+        with pytest.raises(StorageUnavailable):
+            store.get("k")
+
+        server.restart()
+        assert server.endpoint == endpoint
+        with pytest.raises(NoSuchBucket):
+            store.get("k")
