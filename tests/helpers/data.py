@@ -110,10 +110,13 @@ def _sklearn_digit(digit: int, size: int, rng: np.random.Generator) -> np.ndarra
     images, targets = _sklearn_bank()
     pool = np.flatnonzero(targets == digit)
     small = images[rng.choice(pool)]
-    big = Image.fromarray((small * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR)
+    big = Image.fromarray((small * 255).astype(np.uint8)).resize(
+        (size, size), Image.Resampling.BILINEAR
+    )
     # A shift of up to an eighth of the image, so repeated picks still differ.
     shift = rng.integers(-size // 8, size // 8 + 1, size=2)
-    return np.roll(np.asarray(big, dtype=np.float32) / 255.0, tuple(shift), axis=(0, 1))
+    shifted: np.ndarray = np.roll(np.asarray(big, dtype=np.float32) / 255.0, tuple(shift), (0, 1))
+    return shifted
 
 
 def _drawn_digit(digit: int, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -128,8 +131,8 @@ def _drawn_digit(digit: int, size: int, rng: np.random.Generator) -> np.ndarray:
         stroke_width=int(rng.integers(0, 3)),
         stroke_fill=255,
     )
-    canvas = canvas.rotate(float(rng.uniform(-10, 10)), resample=Image.BILINEAR)
-    small = canvas.resize((size, size), Image.BILINEAR)
+    canvas = canvas.rotate(float(rng.uniform(-10, 10)), resample=Image.Resampling.BILINEAR)
+    small = canvas.resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(small, dtype=np.float32) / 255.0
 
 
@@ -139,4 +142,5 @@ def _colourize(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     ink = rng.uniform(150, 255, size=3)
     rgb = background + (ink - background) * mask[..., None]
     rgb += rng.normal(0, 8, size=rgb.shape)
-    return np.clip(rgb, 0, 255).astype(np.uint8)
+    image: np.ndarray = np.clip(rgb, 0, 255).astype(np.uint8)
+    return image

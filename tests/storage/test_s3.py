@@ -47,7 +47,7 @@ def test_list_paginates_beyond_1000_keys(s3_client: Any, bucket: str) -> None:
 def test_client_from_environment_talks_path_style_to_the_custom_endpoint(
     s3_env: dict[str, str], bucket: str
 ) -> None:
-    client = make_s3_client()
+    client: Any = make_s3_client()
 
     assert client.meta.endpoint_url == s3_env["AWS_ENDPOINT_URL_S3"]
     assert client.meta.config.s3["addressing_style"] == "path"

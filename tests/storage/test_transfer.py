@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -107,9 +108,7 @@ def test_upload_dir_refuses_symbolic_links(store: ObjectStore, tmp_path: Path) -
     assert list(store.list("out/")) == []
 
 
-def test_download_prefix_skips_folder_markers(
-    s3_client: object, bucket: str, tmp_path: Path
-) -> None:
+def test_download_prefix_skips_folder_markers(s3_client: Any, bucket: str, tmp_path: Path) -> None:
     # Consoles and some tools create "folder" objects whose key ends in '/'; only S3 has them.
     store = S3ObjectStore(s3_client, bucket)
     store.put("data/", b"")
@@ -124,7 +123,7 @@ def test_download_prefix_skips_folder_markers(
 
 @pytest.mark.parametrize("bad_key", ["data/../../escaped.txt", "data//etc/passwd-copy"])
 def test_download_prefix_refuses_keys_that_escape_the_destination(
-    s3_client: object, bucket: str, tmp_path: Path, bad_key: str
+    s3_client: Any, bucket: str, tmp_path: Path, bad_key: str
 ) -> None:
     # S3 keys are arbitrary strings; a hostile bucket may hold '..' or '//' in them.
     store = S3ObjectStore(s3_client, bucket)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import pytest  # noqa: E402
+import keras
+import pytest
 
-from tests.helpers.data import write_image_folder  # noqa: E402
-from tests.helpers.models import pretrain_tiny_cnn  # noqa: E402
+from tests.helpers.data import write_image_folder
+from tests.helpers.models import pretrain_tiny_cnn
 
 #: The digits the fine-tuning data shows; the base was pretrained on others (5-9).
 CLASSES = ("0", "1", "2")

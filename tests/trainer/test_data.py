@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from service.trainer.data import (
+    ImageDatasets,
     label_mode_for_loss,
     load_image_datasets,
     scan_image_folder,
@@ -19,8 +21,8 @@ from tests.helpers.data import write_image_folder
 SHAPE = (32, 32, 3)
 
 
-def _load(train: Path, validation: Path | None = None, **options: object) -> object:
-    settings: dict[str, object] = {
+def _load(train: Path, validation: Path | None = None, **options: Any) -> ImageDatasets:
+    settings: dict[str, Any] = {
         "image_shape": SHAPE,
         "batch_size": 8,
         "label_mode": "categorical",
@@ -28,7 +30,7 @@ def _load(train: Path, validation: Path | None = None, **options: object) -> obj
         "seed": 0,
         **options,
     }
-    return load_image_datasets(train, validation, **settings)  # type: ignore[arg-type]
+    return load_image_datasets(train, validation, **settings)
 
 
 @pytest.mark.parametrize(
@@ -86,6 +88,7 @@ def test_validation_folder_and_integer_labels(digits_train: Path, digits_validat
     data = _load(digits_train, digits_validation, label_mode="int")
 
     assert data.validation_counts == {"0": 12, "1": 12, "2": 12}
+    assert data.validation is not None
     _, labels = next(iter(data.validation))
     assert labels.dtype.name == "int32" and tuple(labels.shape) == (8,)
 
@@ -109,7 +112,9 @@ def test_binary_labels_need_two_classes(tmp_path: Path, digits_train: Path) -> N
 def test_validation_classes_must_match_train(tmp_path: Path, digits_train: Path) -> None:
     other = write_image_folder(tmp_path / "val", ["0", "1", "7"], 2)
 
-    with pytest.raises(InvalidDataset, match=r"validation has '0', '1', '7', train has '0', '1', '2'"):
+    with pytest.raises(
+        InvalidDataset, match=r"validation has '0', '1', '7', train has '0', '1', '2'"
+    ):
         _load(digits_train, other)
 
 
@@ -136,7 +141,7 @@ def test_empty_datasets_are_invalid(tmp_path: Path, layout: dict[str, int], mess
 
 
 def test_missing_folder_is_invalid(tmp_path: Path) -> None:
-    with pytest.raises(InvalidDataset, match="dataset.train: no folder of images"):
+    with pytest.raises(InvalidDataset, match=r"dataset\.train: no folder of images"):
         _load(tmp_path / "nowhere")
 
 

@@ -38,7 +38,7 @@ def test_format_comes_from_content_not_file_name(pretrained_keras: Path, tmp_pat
 
 
 def test_declared_format_must_match_the_content(pretrained_h5: Path) -> None:
-    with pytest.raises(InvalidModel, match="base_model.format is 'keras'.*'h5'"):
+    with pytest.raises(InvalidModel, match=r"base_model\.format is 'keras'.*'h5'"):
         load_base_model(pretrained_h5, declared_format="keras")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -10,13 +11,18 @@ import pytest
 
 from service.trainer.errors import Incompatible
 from service.trainer.loading import load_base_model
-from service.trainer.model_surgery import build_model, resolve_cut_layer, resolve_image_shape
+from service.trainer.model_surgery import (
+    BuiltModel,
+    build_model,
+    resolve_cut_layer,
+    resolve_image_shape,
+)
 from service.trainer.plan import HeadSettings
 from tests.helpers.models import build_tiny_cnn
 
 
-def _build(base: keras.Model, head: HeadSettings | None, **options: object) -> object:
-    settings: dict[str, object] = {
+def _build(base: keras.Model, head: HeadSettings | None, **options: Any) -> BuiltModel:
+    settings: dict[str, Any] = {
         "image_shape": (32, 32, 3),
         "preprocessing": "rescale",
         "head": head,
@@ -24,7 +30,7 @@ def _build(base: keras.Model, head: HeadSettings | None, **options: object) -> o
         "label_mode": "categorical",
         **options,
     }
-    return build_model(base, **settings)  # type: ignore[arg-type]
+    return build_model(base, **settings)
 
 
 def test_head_on_flat_features_keeps_base_layers_flat_and_shared(pretrained_keras: Path) -> None:
@@ -106,7 +112,7 @@ def test_own_output_must_match_the_class_count(pretrained_keras: Path) -> None:
 
 
 def test_head_num_classes_must_match_the_data(pretrained_keras: Path) -> None:
-    with pytest.raises(Incompatible, match="head.num_classes is 4 but the data has 3 classes"):
+    with pytest.raises(Incompatible, match=r"head\.num_classes is 4 but the data has 3 classes"):
         _build(load_base_model(pretrained_keras), HeadSettings(num_classes=4))
 
 
@@ -119,7 +125,7 @@ def test_image_size_must_fit_a_fixed_input() -> None:
     assert resolve_image_shape(build_tiny_cnn((28, 28, 1)), None) == (28, 28, 1)
     with pytest.raises(Incompatible, match=r"image_size is \[64, 64\] but the model takes 32x32"):
         resolve_image_shape(fixed, (64, 64))
-    with pytest.raises(Incompatible, match="set dataset.image_size"):
+    with pytest.raises(Incompatible, match=r"set dataset\.image_size"):
         resolve_image_shape(free, None)
 
 

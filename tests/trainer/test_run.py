@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -39,7 +40,7 @@ class Run:
         return keras.saving.load_model(self.out / "model.keras", compile=False)
 
 
-def _run(tmp_path: Path, base: Path, train_dir: Path, validation: Path | None, **spec: object) -> Run:
+def _run(tmp_path: Path, base: Path, train_dir: Path, validation: Path | None, **spec: Any) -> Run:
     report = Recorder()
     request = make_request(tmp_path, base, train_dir, validation, **spec)
     return Run(request, train(request, report), report)
@@ -187,7 +188,11 @@ def test_batch_norm_that_is_never_frozen_does_update(
 def test_seeded_run_repeats_exactly(
     tmp_path: Path, pretrained_keras: Path, digits_train: Path
 ) -> None:
-    spec = {"head": {"dropout": 0.3}, "freeze": "base", "training": {"epochs": 2, "seed": 7}}
+    spec: dict[str, Any] = {
+        "head": {"dropout": 0.3},
+        "freeze": "base",
+        "training": {"epochs": 2, "seed": 7},
+    }
 
     first = _run(tmp_path / "a", pretrained_keras, digits_train, None, **spec)
     second = _run(tmp_path / "b", pretrained_keras, digits_train, None, **spec)
@@ -249,7 +254,7 @@ def test_spec_that_does_not_fit_fails_before_training(
     tmp_path: Path,
     pretrained_keras: Path,
     digits_train: Path,
-    spec: dict[str, object],
+    spec: dict[str, Any],
     error: type[Exception],
     message: str,
 ) -> None:
@@ -266,5 +271,5 @@ def test_empty_dataset_is_invalid(tmp_path: Path, pretrained_keras: Path) -> Non
     (tmp_path / "empty").mkdir()
     request = make_request(tmp_path, pretrained_keras, tmp_path / "empty", head={})
 
-    with pytest.raises(InvalidDataset, match="dataset.train: the folder holds no class folders"):
+    with pytest.raises(InvalidDataset, match=r"dataset\.train: the folder holds no class folders"):
         train(request, Recorder())
