@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.helpers.data import write_image_folder  # noqa: E402
-from tests.helpers.models import pretrain_tiny_cnn  # noqa: E402
+from tests.helpers.data import write_image_folder
+from tests.helpers.models import pretrain_tiny_cnn
 
 
 def main() -> None:
@@ -25,8 +25,13 @@ def main() -> None:
     parser.add_argument("root", type=Path, help="Folder to write into (created).")
     root = parser.parse_args().root.resolve()
     pretrain_tiny_cnn(root / "base" / "model.keras", epochs=6)
-    write_image_folder(root / "digits" / "train", [f"digit{d}" for d in range(4)], per_class=60,
-                       seed=1, digits=[0, 1, 2, 3])
+    write_image_folder(
+        root / "digits" / "train",
+        [f"digit{d}" for d in range(4)],
+        per_class=60,
+        seed=1,
+        digits=[0, 1, 2, 3],
+    )
     print(f"wrote {root}/base/model.keras and {root}/digits/train/")
 
 

@@ -10,8 +10,10 @@ class EventSchema(Schema):
 
     seq = fields.Integer(required=True, metadata={"description": "Increases by one per event."})
     time = fields.String(required=True, metadata={"description": "RFC 3339, UTC."})
-    type = fields.String(required=True, metadata={"description": "e.g. created, claimed, phase, "
-                                                                 "epoch, succeeded, failed."})
+    type = fields.String(
+        required=True,
+        metadata={"description": "e.g. created, claimed, phase, epoch, succeeded, failed."},
+    )
     message = fields.String(required=True)
     data = fields.Dict(load_default=dict)
 
@@ -25,5 +27,8 @@ class EventListSchema(Schema):
 class EventQuerySchema(Schema):
     """Arguments of ``GET /v1/jobs/{id}/events``."""
 
-    after = fields.Integer(load_default=0, validate=validate.Range(min=0),
-                           metadata={"description": "Only events with a larger seq. Default 0."})
+    after = fields.Integer(
+        load_default=0,
+        validate=validate.Range(min=0),
+        metadata={"description": "Only events with a larger seq. Default 0."},
+    )

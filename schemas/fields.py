@@ -26,8 +26,9 @@ class StorageURIField(fields.String):
         super().__init__(**kwargs)
         self.prefix = prefix
 
-    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None,
-                     **kwargs: Any) -> str:
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
         if len(text) > MAX_URI_LENGTH:
             raise ValidationError(f"Longer than {MAX_URI_LENGTH} characters.")
@@ -40,8 +41,8 @@ class StorageURIField(fields.String):
         return text
 
 
-class FreezeField(fields.Field):
-    """What to freeze: ``"none"``, ``"base"``, ``{"first_n": N}``, ``{"until": name}``, ``{"pattern": regex}``."""
+class FreezeField(fields.Field[Any]):
+    """What to freeze: ``"none"``, ``"base"``, or one of ``first_n``, ``until``, ``pattern``."""
 
     WORDS = ("none", "base")
     KEYS = ("first_n", "until", "pattern")
@@ -56,12 +57,24 @@ class FreezeField(fields.Field):
             ),
             "oneOf": [
                 {"type": "string", "enum": list(self.WORDS)},
-                {"type": "object", "properties": {"first_n": {"type": "integer", "minimum": 0}},
-                 "required": ["first_n"], "additionalProperties": False},
-                {"type": "object", "properties": {"until": {"type": "string"}},
-                 "required": ["until"], "additionalProperties": False},
-                {"type": "object", "properties": {"pattern": {"type": "string"}},
-                 "required": ["pattern"], "additionalProperties": False},
+                {
+                    "type": "object",
+                    "properties": {"first_n": {"type": "integer", "minimum": 0}},
+                    "required": ["first_n"],
+                    "additionalProperties": False,
+                },
+                {
+                    "type": "object",
+                    "properties": {"until": {"type": "string"}},
+                    "required": ["until"],
+                    "additionalProperties": False,
+                },
+                {
+                    "type": "object",
+                    "properties": {"pattern": {"type": "string"}},
+                    "required": ["pattern"],
+                    "additionalProperties": False,
+                },
             ],
             **kwargs["metadata"],
         }
@@ -70,8 +83,9 @@ class FreezeField(fields.Field):
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
         return value
 
-    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None,
-                     **kwargs: Any) -> str | dict[str, Any]:
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> str | dict[str, Any]:
         if isinstance(value, str):
             if value not in self.WORDS:
                 raise ValidationError(
@@ -91,17 +105,21 @@ class FreezeField(fields.Field):
                 raise ValidationError({"until": ["Must be a layer name (1-256 characters)."]})
         elif key == "pattern":
             if not isinstance(arg, str) or not 0 < len(arg) <= 256:
-                raise ValidationError({"pattern": ["Must be a regular expression (1-256 characters)."]})
+                raise ValidationError(
+                    {"pattern": ["Must be a regular expression (1-256 characters)."]}
+                )
             try:
                 re.compile(arg)
             except re.error as exc:
-                raise ValidationError({"pattern": [f"Not a valid regular expression: {exc}."]}) from exc
+                raise ValidationError(
+                    {"pattern": [f"Not a valid regular expression: {exc}."]}
+                ) from exc
         else:
             raise ValidationError({key: ["Unknown field."]})
         return {key: arg}
 
 
-class LayerRefField(fields.Field):
+class LayerRefField(fields.Field[Any]):
     """A layer: an index (negative counts from the end) or a layer name."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -115,8 +133,9 @@ class LayerRefField(fields.Field):
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
         return value
 
-    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None,
-                     **kwargs: Any) -> int | str:
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> int | str:
         if isinstance(value, bool):
             raise ValidationError("Must be a layer index (integer) or a layer name (string).")
         if isinstance(value, int):

@@ -7,8 +7,15 @@ from marshmallow import Schema, fields
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 PHASES = ("queued", "downloading", "loading", "training", "exporting", "uploading", "done")
 ERROR_CODES = (
-    "invalid_model", "invalid_dataset", "incompatible", "storage", "timeout",
-    "gate_failed", "out_of_memory", "cancelled", "internal",
+    "invalid_model",
+    "invalid_dataset",
+    "incompatible",
+    "storage",
+    "timeout",
+    "gate_failed",
+    "out_of_memory",
+    "cancelled",
+    "internal",
 )
 
 
@@ -17,7 +24,9 @@ class ProgressSchema(Schema):
 
     phase = fields.String(required=True, metadata={"enum": list(PHASES)})
     epoch = fields.Integer(required=True, metadata={"description": "Epochs finished so far."})
-    epochs = fields.Integer(required=True, metadata={"description": "Epochs planned in all phases."})
+    epochs = fields.Integer(
+        required=True, metadata={"description": "Epochs planned in all phases."}
+    )
     percent = fields.Float(required=True)
 
 
@@ -28,8 +37,9 @@ class ResultSchema(Schema):
     keras_uri = fields.String(required=True)
     manifest_uri = fields.String(required=True)
     metrics = fields.Dict(keys=fields.String(), values=fields.Float(), required=True)
-    history = fields.List(fields.Dict(), required=True,
-                          metadata={"description": "Metrics per epoch, with its phase."})
+    history = fields.List(
+        fields.Dict(), required=True, metadata={"description": "Metrics per epoch, with its phase."}
+    )
     class_names = fields.List(fields.String(), metadata={"description": "In label order."})
 
 
@@ -59,15 +69,20 @@ class JobSchema(Schema):
     updated_at = fields.String(metadata={"description": "Last change of the record."})
     name = fields.String(allow_none=True)
     labels = fields.Dict(keys=fields.String(), values=fields.String())
-    spec = fields.Dict(required=True, metadata={"description": "The validated spec, defaults filled in."})
+    spec = fields.Dict(
+        required=True, metadata={"description": "The validated spec, defaults filled in."}
+    )
     attempt = fields.Integer(required=True)
     progress = fields.Nested(ProgressSchema, required=True)
     metrics = fields.Dict(keys=fields.String(), values=fields.Float())
     result = fields.Nested(ResultSchema, allow_none=True)
     error = fields.Nested(JobErrorSchema, allow_none=True)
     cancel_requested = fields.Boolean(metadata={"description": "A cancel was asked for."})
-    lease = fields.Nested(LeaseSchema, allow_none=True,
-                          metadata={"description": "The worker running the job and its heartbeat."})
+    lease = fields.Nested(
+        LeaseSchema,
+        allow_none=True,
+        metadata={"description": "The worker running the job and its heartbeat."},
+    )
 
 
 class JobListSchema(Schema):

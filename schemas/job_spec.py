@@ -28,7 +28,9 @@ class BaseModelSchema(Schema):
 
     uri = StorageURIField(
         required=True,
-        metadata={"description": "A .keras file, a .h5 file, or a SavedModel folder (ending in '/')."},
+        metadata={
+            "description": "A .keras file, a .h5 file, or a SavedModel folder (ending in '/')."
+        },
     )
     format = fields.String(
         load_default="auto",
@@ -42,30 +44,42 @@ class DatasetSchema(Schema):
 
     train = StorageURIField(
         required=True,
-        metadata={"description": "A prefix holding one folder of images per class (class = folder name)."},
+        metadata={
+            "description": "A prefix holding one folder of images per class (class = folder name)."
+        },
     )
     validation = StorageURIField(
-        load_default=None, allow_none=True,
+        load_default=None,
+        allow_none=True,
         metadata={"description": "Default null: hold out validation_split of train instead."},
     )
     validation_split = fields.Float(
-        load_default=0.2, validate=validate.Range(min=0.0, max=0.9),
-        metadata={"description": "Share of train held out for validation when validation is null. "
-                                 "Default 0.2; 0 means no validation."},
+        load_default=0.2,
+        validate=validate.Range(min=0.0, max=0.9),
+        metadata={
+            "description": "Share of train held out for validation when validation is null. "
+            "Default 0.2; 0 means no validation."
+        },
     )
     format = fields.String(
-        load_default="auto", validate=validate.OneOf(["auto", "image_folder"]),
+        load_default="auto",
+        validate=validate.OneOf(["auto", "image_folder"]),
         metadata={"description": "Default auto. image_folder: one folder of images per class."},
     )
     image_size = fields.List(
         fields.Integer(validate=validate.Range(min=8, max=4096)),
-        load_default=None, allow_none=True, validate=validate.Length(equal=2),
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(equal=2),
         metadata={"description": "[height, width]; default null: the model's own input size."},
     )
     preprocessing = fields.String(
-        load_default="none", validate=validate.OneOf(["none", "rescale"]),
-        metadata={"description": "What the base model expects of its pixels, built into the exported "
-                                 "model: none (raw 0-255, the default) or rescale (to 0-1)."},
+        load_default="none",
+        validate=validate.OneOf(["none", "rescale"]),
+        metadata={
+            "description": "What the base model expects of its pixels, built into the exported "
+            "model: none (raw 0-255, the default) or rescale (to 0-1)."
+        },
     )
 
 
@@ -74,24 +88,31 @@ class HeadSchema(Schema):
 
     cut_at = LayerRefField(
         load_default=-2,
-        metadata={"description": "Take the features at this layer (index, negative from the end, "
-                                 "or name). Default -2."},
+        metadata={
+            "description": "Take the features at this layer (index, negative from the end, "
+            "or name). Default -2."
+        },
     )
     pooling = fields.String(
-        load_default="avg", validate=validate.OneOf(["avg", "max", "flatten", "none"]),
+        load_default="avg",
+        validate=validate.OneOf(["avg", "max", "flatten", "none"]),
         metadata={"description": "Applied where the features are spatial. Default avg."},
     )
     hidden_units = fields.List(
         fields.Integer(validate=validate.Range(min=1, max=65536)),
-        load_default=list, validate=validate.Length(max=8),
+        load_default=list,
+        validate=validate.Length(max=8),
         metadata={"description": "Dense layers before the output. Default []."},
     )
     dropout = fields.Float(
-        load_default=0.0, validate=validate.Range(min=0.0, max=0.95),
+        load_default=0.0,
+        validate=validate.Range(min=0.0, max=0.95),
         metadata={"description": "Dropout before each dense layer. Default 0."},
     )
     num_classes = fields.Integer(
-        load_default=None, allow_none=True, validate=validate.Range(min=1, max=100_000),
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=1, max=100_000),
         metadata={"description": "Default null: the number of classes found in the data."},
     )
 
@@ -99,38 +120,67 @@ class HeadSchema(Schema):
 class EarlyStoppingSchema(Schema):
     """Stop when the monitored metric stops improving."""
 
-    monitor = fields.String(load_default="val_loss", validate=validate.Length(min=1, max=64),
-                            metadata={"description": "Default val_loss."})
-    patience = fields.Integer(load_default=3, validate=validate.Range(min=0, max=1000),
-                              metadata={"description": "Default 3."})
-    restore_best_weights = fields.Boolean(load_default=True, metadata={"description": "Default true."})
+    monitor = fields.String(
+        load_default="val_loss",
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "Default val_loss."},
+    )
+    patience = fields.Integer(
+        load_default=3,
+        validate=validate.Range(min=0, max=1000),
+        metadata={"description": "Default 3."},
+    )
+    restore_best_weights = fields.Boolean(
+        load_default=True, metadata={"description": "Default true."}
+    )
 
 
 class TrainingSchema(Schema):
     """How to train."""
 
-    epochs = fields.Integer(load_default=10, validate=validate.Range(min=1, max=MAX_EPOCHS),
-                            metadata={"description": f"Default 10, at most {MAX_EPOCHS}."})
-    batch_size = fields.Integer(load_default=32, validate=validate.Range(min=1, max=MAX_BATCH_SIZE),
-                                metadata={"description": f"Default 32, at most {MAX_BATCH_SIZE}."})
-    optimizer = fields.String(load_default="adam", validate=validate.OneOf(OPTIMIZERS),
-                              metadata={"description": "Default adam."})
+    epochs = fields.Integer(
+        load_default=10,
+        validate=validate.Range(min=1, max=MAX_EPOCHS),
+        metadata={"description": f"Default 10, at most {MAX_EPOCHS}."},
+    )
+    batch_size = fields.Integer(
+        load_default=32,
+        validate=validate.Range(min=1, max=MAX_BATCH_SIZE),
+        metadata={"description": f"Default 32, at most {MAX_BATCH_SIZE}."},
+    )
+    optimizer = fields.String(
+        load_default="adam",
+        validate=validate.OneOf(OPTIMIZERS),
+        metadata={"description": "Default adam."},
+    )
     learning_rate = fields.Float(
-        load_default=1e-4, validate=validate.Range(min=0.0, max=10.0, min_inclusive=False),
+        load_default=1e-4,
+        validate=validate.Range(min=0.0, max=10.0, min_inclusive=False),
         metadata={"description": "Default 0.0001 (small, as fine-tuning wants)."},
     )
     loss = fields.String(
-        load_default="categorical_crossentropy", validate=KERAS_NAME,
+        load_default="categorical_crossentropy",
+        validate=KERAS_NAME,
         metadata={"description": "A Keras loss name. Default categorical_crossentropy."},
     )
-    metrics = fields.List(fields.String(validate=KERAS_NAME), load_default=lambda: ["accuracy"],
-                          validate=validate.Length(max=16),
-                          metadata={"description": 'Keras metric names. Default ["accuracy"].'})
-    early_stopping = fields.Nested(EarlyStoppingSchema, load_default=None, allow_none=True,
-                                   metadata={"description": "Default null: no early stopping."})
-    seed = fields.Integer(load_default=None, allow_none=True,
-                          validate=validate.Range(min=0, max=2**31 - 1),
-                          metadata={"description": "Default null: not seeded. Set, a CPU run repeats."})
+    metrics = fields.List(
+        fields.String(validate=KERAS_NAME),
+        load_default=lambda: ["accuracy"],
+        validate=validate.Length(max=16),
+        metadata={"description": 'Keras metric names. Default ["accuracy"].'},
+    )
+    early_stopping = fields.Nested(
+        EarlyStoppingSchema,
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Default null: no early stopping."},
+    )
+    seed = fields.Integer(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=0, max=2**31 - 1),
+        metadata={"description": "Default null: not seeded. Set, a CPU run repeats."},
+    )
 
 
 class PhaseSchema(Schema):
@@ -138,29 +188,38 @@ class PhaseSchema(Schema):
 
     epochs = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_EPOCHS))
     learning_rate = fields.Float(
-        load_default=None, allow_none=True,
+        load_default=None,
+        allow_none=True,
         validate=validate.Range(min=0.0, max=10.0, min_inclusive=False),
         metadata={"description": "Default null: training.learning_rate."},
     )
-    freeze = FreezeField(load_default=None, allow_none=True,
-                         metadata={"description": "Default null: the spec's freeze."})
+    freeze = FreezeField(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Default null: the spec's freeze."},
+    )
 
 
 class OutputSchema(Schema):
     """Where the result goes."""
 
-    uri = StorageURIField(prefix=True, required=True,
-                          metadata={"description": "A prefix ending with '/'."})
+    uri = StorageURIField(
+        prefix=True, required=True, metadata={"description": "A prefix ending with '/'."}
+    )
 
 
 class GateSchema(Schema):
     """A bar the final metric must clear for the job to succeed."""
 
     metric = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    min = fields.Float(load_default=None, allow_none=True,
-                       metadata={"description": "Fail below this (accuracies)."})
-    max = fields.Float(load_default=None, allow_none=True,
-                       metadata={"description": "Fail above this (losses)."})
+    min = fields.Float(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Fail below this (accuracies)."},
+    )
+    max = fields.Float(
+        load_default=None, allow_none=True, metadata={"description": "Fail above this (losses)."}
+    )
 
     @validates_schema
     def _one_bound(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -172,18 +231,26 @@ class LimitsSchema(Schema):
     """Bounds on a job's run."""
 
     max_runtime_seconds = fields.Integer(
-        load_default=86_400, validate=validate.Range(min=1, max=7 * 86_400),
+        load_default=86_400,
+        validate=validate.Range(min=1, max=7 * 86_400),
         metadata={"description": "Default 86400 (one day), at most a week."},
     )
-    max_attempts = fields.Integer(load_default=3, validate=validate.Range(min=1, max=20),
-                                  metadata={"description": "Default 3."})
+    max_attempts = fields.Integer(
+        load_default=3,
+        validate=validate.Range(min=1, max=20),
+        metadata={"description": "Default 3."},
+    )
 
 
 class JobSpecSchema(Schema):
     """A fine-tuning job: base model, data, head, freezing, training, output."""
 
-    name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200),
-                         metadata={"description": "Free text, at most 200 characters."})
+    name = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(max=200),
+        metadata={"description": "Free text, at most 200 characters."},
+    )
     labels = fields.Dict(
         keys=fields.String(validate=validate.Regexp(LABEL_KEY, error="Not a valid label key.")),
         values=fields.String(validate=validate.Length(max=MAX_LABEL_VALUE)),
@@ -192,16 +259,28 @@ class JobSpecSchema(Schema):
     )
     base_model = fields.Nested(BaseModelSchema, required=True)
     dataset = fields.Nested(DatasetSchema, required=True)
-    head = fields.Nested(HeadSchema, load_default=None, allow_none=True,
-                         metadata={"description": "Default null: keep the model's own output layer."})
+    head = fields.Nested(
+        HeadSchema,
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Default null: keep the model's own output layer."},
+    )
     freeze = FreezeField(load_default="none", metadata={"description": 'Default "none".'})
     training = fields.Nested(TrainingSchema, load_default=_defaults(TrainingSchema))
-    schedule = fields.List(fields.Nested(PhaseSchema), load_default=None, allow_none=True,
-                           validate=validate.Length(min=1, max=20),
-                           metadata={"description": "Default null: one phase from training and freeze."})
+    schedule = fields.List(
+        fields.Nested(PhaseSchema),
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(min=1, max=20),
+        metadata={"description": "Default null: one phase from training and freeze."},
+    )
     output = fields.Nested(OutputSchema, required=True)
-    gate = fields.Nested(GateSchema, load_default=None, allow_none=True,
-                         metadata={"description": "Default null: no gate."})
+    gate = fields.Nested(
+        GateSchema,
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Default null: no gate."},
+    )
     limits = fields.Nested(LimitsSchema, load_default=_defaults(LimitsSchema))
 
     @validates("labels")

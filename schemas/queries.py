@@ -12,13 +12,19 @@ from schemas.job import STATUSES
 class JobListQuerySchema(Schema):
     """Arguments of ``GET /v1/jobs``."""
 
-    status = fields.String(validate=validate.OneOf(STATUSES),
-                           metadata={"description": "Only jobs with this status."})
+    status = fields.String(
+        validate=validate.OneOf(STATUSES), metadata={"description": "Only jobs with this status."}
+    )
     label = fields.String(metadata={"description": "Only jobs with this label, as key=value."})
-    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100),
-                           metadata={"description": "Page size, 1-100. Default 20."})
-    cursor = fields.String(validate=validate.Length(max=512),
-                           metadata={"description": "next_cursor of the previous page."})
+    limit = fields.Integer(
+        load_default=20,
+        validate=validate.Range(min=1, max=100),
+        metadata={"description": "Page size, 1-100. Default 20."},
+    )
+    cursor = fields.String(
+        validate=validate.Length(max=512),
+        metadata={"description": "next_cursor of the previous page."},
+    )
 
     @validates("label")
     def _key_value(self, value: str, **kwargs: Any) -> None:

@@ -38,8 +38,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     config = Config.from_env()
     build_services(config)  # fail fast, before starting anything, on unusable storage
-    log.info("embedded service: API on http://%s:%d, one worker, state in %s",
-             args.host, args.port, config.state_uri)
+    log.info(
+        "embedded service: API on http://%s:%d, one worker, state in %s",
+        args.host,
+        args.port,
+        config.state_uri,
+    )
     worker = subprocess.Popen([sys.executable, "-m", "service", "worker"])
     try:
         serve_api(args.host, args.port, workers=args.api_workers)
@@ -55,8 +59,9 @@ def _serve(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the chosen entry point."""
     configure_logging()
-    parser = argparse.ArgumentParser(prog="python -m service",
-                                     description="Keras fine-tuning service.")
+    parser = argparse.ArgumentParser(
+        prog="python -m service", description="Keras fine-tuning service."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="API and one worker together (embedded default).")
     serve.add_argument("--host", default="127.0.0.1", help="Address to bind (default 127.0.0.1).")

@@ -27,8 +27,11 @@ class _Api(Api):  # type: ignore[misc]
     ERROR_SCHEMA = ErrorSchema
 
 
-def create_app(config: Config | None = None, services: Services | None = None,
-               test_config: dict[str, Any] | None = None) -> Flask:
+def create_app(
+    config: Config | None = None,
+    services: Services | None = None,
+    test_config: dict[str, Any] | None = None,
+) -> Flask:
     """Build the Flask app: configuration, storage and job store, blueprints, error handlers."""
     configure_logging()
     config = config or (services.config if services else Config.from_env())

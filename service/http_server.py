@@ -26,12 +26,14 @@ class _EmbeddedGunicorn(BaseApplication):  # type: ignore[misc]
 
 def serve_api(host: str, port: int, workers: int = 2) -> None:
     """Serve ``create_app()`` until a signal stops gunicorn."""
-    _EmbeddedGunicorn({
-        "bind": f"{host}:{port}",
-        "workers": workers,
-        "threads": 4,
-        "worker_class": "gthread",
-        "timeout": 60,
-        "graceful_timeout": 10,
-        "accesslog": "-",
-    }).run()
+    _EmbeddedGunicorn(
+        {
+            "bind": f"{host}:{port}",
+            "workers": workers,
+            "threads": 4,
+            "worker_class": "gthread",
+            "timeout": 60,
+            "graceful_timeout": 10,
+            "accesslog": "-",
+        }
+    ).run()

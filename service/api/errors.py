@@ -16,8 +16,12 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 5
 
 
-def error_response(code: int, message: str, errors: dict[str, Any] | None = None,
-                   headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    code: int,
+    message: str,
+    errors: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     """``{"code", "status", "message", "errors"}`` with the given status code."""
     body: dict[str, Any] = {"code": code, "status": HTTPStatus(code).phrase, "message": message}
     if errors:
@@ -50,7 +54,8 @@ def _http_error(exc: HTTPException) -> Response:
 def _storage_error(exc: StorageError) -> Response:
     log.warning("storage unavailable while serving a request: %s", exc)
     return error_response(
-        503, "Storage is unreachable right now; retry shortly.",
+        503,
+        "Storage is unreachable right now; retry shortly.",
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
 

@@ -24,6 +24,9 @@ def readyz() -> Response:
     try:
         jobs.queued_ids(limit=1)
     except StorageError as exc:
-        return error_response(503, f"Job storage {jobs.store.description} is not usable: {exc}",
-                              headers={"Retry-After": "5"})
+        return error_response(
+            503,
+            f"Job storage {jobs.store.description} is not usable: {exc}",
+            headers={"Retry-After": "5"},
+        )
     return jsonify({"status": "ready", "storage": jobs.store.description})

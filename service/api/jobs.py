@@ -22,8 +22,12 @@ from service.jobs import JobIsFinal, NoSuchJob
 from service.jobs.store import InvalidCursor
 from service.storage.uri import parse_uri
 
-blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs",
-                description="Fine-tuning jobs: submit, poll, list, cancel, follow events.")
+blp = Blueprint(
+    "jobs",
+    __name__,
+    url_prefix="/v1/jobs",
+    description="Fine-tuning jobs: submit, poll, list, cancel, follow events.",
+)
 
 TENANT = "default"
 STORAGE_FIELDS = (
@@ -37,8 +41,9 @@ STORAGE_FIELDS = (
 @blp.before_request
 def _require_json_body() -> None:
     if request.method == "POST" and request.content_length and not request.is_json:
-        abort(400, message="The request body must be JSON, sent with "
-                           "Content-Type: application/json.")
+        abort(
+            400, message="The request body must be JSON, sent with Content-Type: application/json."
+        )
 
 
 def _check_storage_schemes(spec: dict[str, Any]) -> None:
@@ -53,8 +58,7 @@ def _check_storage_schemes(spec: dict[str, Any]) -> None:
                 "file:// storage is not enabled on this service: use s3://bucket/key."
             ]
     if errors:
-        abort(422, message="The request has invalid fields: see errors.",
-              errors={"json": errors})
+        abort(422, message="The request has invalid fields: see errors.", errors={"json": errors})
 
 
 def _get_or_404(job_id: str) -> dict[str, Any]:
@@ -71,8 +75,13 @@ class Jobs(MethodView):
 
     @blp.arguments(JobListQuerySchema, location="query", as_kwargs=True)
     @blp.response(200, JobListSchema)
-    def get(self, limit: int, status: str | None = None, label: str | None = None,
-            cursor: str | None = None) -> dict[str, Any]:
+    def get(
+        self,
+        limit: int,
+        status: str | None = None,
+        label: str | None = None,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
         """List jobs, newest first.
 
         Filter by ``status`` and by ``label`` (``key=value``); page with ``limit`` and the
@@ -81,23 +90,32 @@ class Jobs(MethodView):
         label_pair = tuple(label.split("=", 1)) if label else None
         try:
             records, next_cursor = services().jobs.list(
-                tenant=TENANT, status=status, label=label_pair,  # type: ignore[arg-type]
-                limit=limit, cursor=cursor,
+                tenant=TENANT,
+                status=status,
+                label=label_pair,  # type: ignore[arg-type]
+                limit=limit,
+                cursor=cursor,
             )
         except InvalidCursor as exc:
             abort(422, message=str(exc), errors={"query": {"cursor": [str(exc)]}})
         return {"jobs": [record.public() for record in records], "next_cursor": next_cursor}
 
-    @blp.arguments(JobSpecSchema, example={
-        "base_model": {"uri": "s3://models/flowers/v6/model.keras"},
-        "dataset": {"train": "s3://data/flowers/train/", "image_size": [224, 224]},
-        "head": {"num_classes": 5, "hidden_units": [128], "dropout": 0.2},
-        "freeze": "base",
-        "training": {"epochs": 5, "learning_rate": 0.001},
-        "output": {"uri": "s3://models/flowers/v7/"},
-    })
-    @blp.response(201, JobSchema, headers={"Location": {"description": "/v1/jobs/{id}",
-                                                        "schema": {"type": "string"}}})
+    @blp.arguments(
+        JobSpecSchema,
+        example={
+            "base_model": {"uri": "s3://models/flowers/v6/model.keras"},
+            "dataset": {"train": "s3://data/flowers/train/", "image_size": [224, 224]},
+            "head": {"num_classes": 5, "hidden_units": [128], "dropout": 0.2},
+            "freeze": "base",
+            "training": {"epochs": 5, "learning_rate": 0.001},
+            "output": {"uri": "s3://models/flowers/v7/"},
+        },
+    )
+    @blp.response(
+        201,
+        JobSchema,
+        headers={"Location": {"description": "/v1/jobs/{id}", "schema": {"type": "string"}}},
+    )
     @blp.alt_response(422, schema=ErrorSchema, description="A field is invalid; errors names it.")
     def post(self, spec: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
         """Validate a job spec and queue it."""
@@ -132,8 +150,7 @@ class JobCancel(MethodView):
         except NoSuchJob:
             abort(404, message=f"No job with id {job_id!r}.")
         except JobIsFinal as exc:
-            abort(409, message=f"Job {job_id} already finished ({exc.status}); "
-                               "nothing to cancel.")
+            abort(409, message=f"Job {job_id} already finished ({exc.status}); nothing to cancel.")
         raise AssertionError("unreachable")
 
 

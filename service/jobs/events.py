@@ -43,8 +43,9 @@ class EventLog:
             last = max(last, int(info.key.rsplit("/", 1)[1].split(".")[0]))
         return last
 
-    def append(self, job_id: str, type_: str, message: str,
-               data: dict[str, Any] | None = None) -> Event:
+    def append(
+        self, job_id: str, type_: str, message: str, data: dict[str, Any] | None = None
+    ) -> Event:
         """Add an event with the next free sequence number (1, 2, ...)."""
         with self._lock:
             seq = self._next_seq.get(job_id) or self._last_seq(job_id) + 1

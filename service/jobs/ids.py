@@ -25,23 +25,26 @@ def new_job_id(now_ms: int | None = None) -> str:
 
 def is_job_id(text: str) -> bool:
     """Whether ``text`` has the form of a job id (and so is safe inside a storage key)."""
-    body = text[len(PREFIX):]
+    body = text[len(PREFIX) :]
     return text.startswith(PREFIX) and len(body) == 26 and all(c in _ALPHABET for c in body)
 
 
 def timestamp_ms(job_id: str) -> int:
     """The creation time encoded in a job id, in ms since the epoch."""
     value = 0
-    for char in job_id[len(PREFIX):len(PREFIX) + 10]:
+    for char in job_id[len(PREFIX) : len(PREFIX) + 10]:
         value = value * 32 + _ALPHABET.index(char)
     return value
 
 
 def invert_id(text: str) -> str:
-    """Map each base32 digit d after the prefix to 31 - d: sorts in the reverse order; self-inverse."""
+    """Map each base32 digit d after the prefix to 31 - d: reverses the sort order.
+
+    The mapping is its own inverse: ``invert_id(invert_id(x)) == x``.
+    """
     if not text.startswith(PREFIX):
         return text
-    body = text[len(PREFIX):]
+    body = text[len(PREFIX) :]
     if not all(char in _ALPHABET for char in body):
         return text
     return PREFIX + "".join(_ALPHABET[31 - _ALPHABET.index(char)] for char in body)

@@ -16,6 +16,7 @@ does not exist (a create that died half-way) is skipped and, once old, removed.
 from __future__ import annotations
 
 import base64
+import builtins
 import binascii
 import logging
 import random
@@ -82,14 +83,24 @@ class JobStore:
         return record
 
     # creating --------------------------------------------------------------------------
-    def create(self, spec: dict[str, Any], tenant: str = "default",
-               idempotency: dict[str, str] | None = None) -> JobRecord:
+    def create(
+        self,
+        spec: dict[str, Any],
+        tenant: str = "default",
+        idempotency: dict[str, str] | None = None,
+    ) -> JobRecord:
         """Queue a new job for ``spec`` (already validated, defaults filled in)."""
         job_id = new_job_id()
         record = JobRecord(
-            id=job_id, tenant=tenant, status=JobStatus.QUEUED, created_at=now_iso(),
-            spec=spec, name=spec.get("name"), labels=dict(spec.get("labels") or {}),
-            idempotency=idempotency, version=1,
+            id=job_id,
+            tenant=tenant,
+            status=JobStatus.QUEUED,
+            created_at=now_iso(),
+            spec=spec,
+            name=spec.get("name"),
+            labels=dict(spec.get("labels") or {}),
+            idempotency=idempotency,
+            version=1,
         )
         record.updated_at = record.created_at
         self.store.put_if_absent(self._index_key(job_id), job_id.encode())
@@ -140,8 +151,9 @@ class JobStore:
             self.store.delete(self._queue_key(job_id))
             self.events.append(job_id, "cancelled", "Job cancelled before it started.")
         else:
-            self.events.append(job_id, "cancel_requested",
-                               "Cancel requested; the worker stops the job.")
+            self.events.append(
+                job_id, "cancel_requested", "Cancel requested; the worker stops the job."
+            )
         return record
 
     # workers ---------------------------------------------------------------------------
@@ -192,8 +204,12 @@ class JobStore:
             self.store.delete(self._queue_key(job_id))
             return None
         self.store.delete(self._queue_key(job_id))
-        self.events.append(job_id, "claimed", f"Attempt {record.attempt} started on {worker}.",
-                           {"worker": worker, "attempt": record.attempt})
+        self.events.append(
+            job_id,
+            "claimed",
+            f"Attempt {record.attempt} started on {worker}.",
+            {"worker": worker, "attempt": record.attempt},
+        )
         return record
 
     def _drop_orphan_marker(self, job_id: str) -> None:
@@ -207,13 +223,18 @@ class JobStore:
 
     def _held_by(self, worker: str) -> Callable[[JobRecord], None]:
         def check(record: JobRecord) -> None:
-            if record.status is not JobStatus.RUNNING or not record.lease \
-                    or record.lease.get("worker") != worker:
+            if (
+                record.status is not JobStatus.RUNNING
+                or not record.lease
+                or record.lease.get("worker") != worker
+            ):
                 raise LeaseLost(record.id, worker)
+
         return check
 
-    def heartbeat(self, job_id: str, worker: str, lease_seconds: float,
-                  changes: dict[str, Any] | None = None) -> JobRecord:
+    def heartbeat(
+        self, job_id: str, worker: str, lease_seconds: float, changes: dict[str, Any] | None = None
+    ) -> JobRecord:
         """Renew ``worker``'s lease, applying ``changes`` (progress, metrics) in the same write.
 
         Raises LeaseLost where the worker no longer holds the job.
@@ -234,9 +255,16 @@ class JobStore:
 
         return self.update(job_id, mutate)
 
-    def finish(self, job_id: str, worker: str, status: JobStatus, *,
-               result: dict[str, Any] | None = None, error: dict[str, str] | None = None,
-               metrics: dict[str, float] | None = None) -> JobRecord:
+    def finish(
+        self,
+        job_id: str,
+        worker: str,
+        status: JobStatus,
+        *,
+        result: dict[str, Any] | None = None,
+        error: dict[str, str] | None = None,
+        metrics: dict[str, float] | None = None,
+    ) -> JobRecord:
         """Move a job that ``worker`` holds to a final status."""
         check = self._held_by(worker)
 
@@ -262,9 +290,16 @@ class JobStore:
         return parse(record.lease["expires_at"]) < utcnow()
 
     # listing ---------------------------------------------------------------------------
-    def list(self, *, tenant: str | None = None, status: str | None = None,
-             label: tuple[str, str] | None = None, limit: int = 20, cursor: str | None = None,
-             scan_limit: int = 1000) -> tuple[list[JobRecord], str | None]:
+    def list(
+        self,
+        *,
+        tenant: str | None = None,
+        status: str | None = None,
+        label: tuple[str, str] | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+        scan_limit: int = 1000,
+    ) -> tuple[list[JobRecord], str | None]:
         """A page of jobs, newest first, and the cursor of the next page (None at the end).
 
         At most ``scan_limit`` index entries are read per call; where filters skip that many,
@@ -295,19 +330,23 @@ class JobStore:
             return None
 
     # events ----------------------------------------------------------------------------
-    def add_event(self, job_id: str, type_: str, message: str,
-                  data: dict[str, Any] | None = None) -> Event:
+    def add_event(
+        self, job_id: str, type_: str, message: str, data: dict[str, Any] | None = None
+    ) -> Event:
         """Append to the job's event log."""
         return self.events.append(job_id, type_, message, data)
 
-    def read_events(self, job_id: str, after: int = 0, tenant: str | None = None) -> list[Event]:
+    def read_events(
+        self, job_id: str, after: int = 0, tenant: str | None = None
+    ) -> builtins.list[Event]:
         """The job's events after ``after``; NoSuchJob where the job is not visible."""
         self.get(job_id, tenant)
         return self.events.read(job_id, after)
 
 
-def _matches(record: JobRecord, tenant: str | None, status: str | None,
-             label: tuple[str, str] | None) -> bool:
+def _matches(
+    record: JobRecord, tenant: str | None, status: str | None, label: tuple[str, str] | None
+) -> bool:
     if tenant is not None and record.tenant != tenant:
         return False
     if status is not None and record.status != status:
@@ -335,6 +374,6 @@ def _decode_cursor(cursor: str, index_prefix: str) -> str:
         key = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidCursor("Not a cursor this service handed out.") from exc
-    if not key.startswith(index_prefix) or not is_job_id(invert_id(key[len(index_prefix):])):
+    if not key.startswith(index_prefix) or not is_job_id(invert_id(key[len(index_prefix) :])):
         raise InvalidCursor("Not a cursor this service handed out.")
     return key

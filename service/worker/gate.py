@@ -13,14 +13,22 @@ def check_gate(gate: dict[str, Any] | None, metrics: dict[str, float]) -> None:
         return
     name = gate["metric"]
     if name not in metrics:
-        raise JobFailure("gate_failed",
-                         f"gate.metric {name!r} is not among the final metrics "
-                         f"({', '.join(sorted(metrics))}); name one of those.")
+        raise JobFailure(
+            "gate_failed",
+            f"gate.metric {name!r} is not among the final metrics "
+            f"({', '.join(sorted(metrics))}); name one of those.",
+        )
     value = metrics[name]
     low, high = gate.get("min"), gate.get("max")
     if low is not None and value < low:
-        raise JobFailure("gate_failed", f"Final {name} {value:.4f} is below the gate's min {low}; "
-                                        "nothing was written to output.uri.")
+        raise JobFailure(
+            "gate_failed",
+            f"Final {name} {value:.4f} is below the gate's min {low}; "
+            "nothing was written to output.uri.",
+        )
     if high is not None and value > high:
-        raise JobFailure("gate_failed", f"Final {name} {value:.4f} is above the gate's max {high}; "
-                                        "nothing was written to output.uri.")
+        raise JobFailure(
+            "gate_failed",
+            f"Final {name} {value:.4f} is above the gate's max {high}; "
+            "nothing was written to output.uri.",
+        )

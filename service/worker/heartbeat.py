@@ -21,8 +21,16 @@ class Heartbeat:
     ``cancel_requested`` and ``lost`` and stops the work.
     """
 
-    def __init__(self, jobs: JobStore, job_id: str, worker: str, *, interval: float,
-                 lease_seconds: float, progress: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        jobs: JobStore,
+        job_id: str,
+        worker: str,
+        *,
+        interval: float,
+        lease_seconds: float,
+        progress: dict[str, Any],
+    ) -> None:
         self._jobs = jobs
         self._job_id = job_id
         self._worker = worker

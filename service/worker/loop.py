@@ -67,28 +67,46 @@ class Worker:
     def run_job(self, record: JobRecord) -> None:
         """Run a claimed job to a final status (or give it up where the lease was lost)."""
         job_dir = self.config.work_dir / record.id / f"attempt-{record.attempt}"
-        heartbeat = Heartbeat(self.jobs, record.id, self.worker_id,
-                              interval=self.config.heartbeat_seconds,
-                              lease_seconds=self.config.lease_seconds,
-                              progress=record.progress).start()
+        heartbeat = Heartbeat(
+            self.jobs,
+            record.id,
+            self.worker_id,
+            interval=self.config.heartbeat_seconds,
+            lease_seconds=self.config.lease_seconds,
+            progress=record.progress,
+        ).start()
         try:
             result, metrics = self._execute(record, job_dir, heartbeat)
         except JobCancelled:
-            self._finish(record, heartbeat, JobStatus.CANCELLED,
-                         error={"code": "cancelled", "message": "Cancelled at the client's request."})
+            self._finish(
+                record,
+                heartbeat,
+                JobStatus.CANCELLED,
+                error={"code": "cancelled", "message": "Cancelled at the client's request."},
+            )
         except JobAbandoned:
             log.warning("job %s: abandoned; its lease is held elsewhere", record.id)
             heartbeat.stop()
         except JobFailure as failure:
             log.info("job %s failed: %s", record.id, failure)
-            self._finish(record, heartbeat, JobStatus.FAILED,
-                         error={"code": failure.code, "message": failure.message})
+            self._finish(
+                record,
+                heartbeat,
+                JobStatus.FAILED,
+                error={"code": failure.code, "message": failure.message},
+            )
         except Exception:
             log.exception("job %s: unexpected error", record.id)
-            self._finish(record, heartbeat, JobStatus.FAILED,
-                         error={"code": "internal",
-                                "message": "Internal error in the worker; operators have the "
-                                           "details in its log. Retrying the job may help."})
+            self._finish(
+                record,
+                heartbeat,
+                JobStatus.FAILED,
+                error={
+                    "code": "internal",
+                    "message": "Internal error in the worker; operators have the "
+                    "details in its log. Retrying the job may help.",
+                },
+            )
         else:
             self._finish(record, heartbeat, JobStatus.SUCCEEDED, result=result, metrics=metrics)
         finally:
@@ -107,11 +125,15 @@ class Worker:
             raise JobCancelled(record.id)
         limit = record.spec["limits"]["max_runtime_seconds"]
         if time.monotonic() - started > limit:
-            raise JobFailure("timeout", f"The job ran past limits.max_runtime_seconds ({limit} s) "
-                                        "and was stopped. Raise the limit or train fewer epochs.")
+            raise JobFailure(
+                "timeout",
+                f"The job ran past limits.max_runtime_seconds ({limit} s) "
+                "and was stopped. Raise the limit or train fewer epochs.",
+            )
 
-    def _execute(self, record: JobRecord, job_dir: Path,
-                 heartbeat: Heartbeat) -> tuple[dict[str, Any], dict[str, float]]:
+    def _execute(
+        self, record: JobRecord, job_dir: Path, heartbeat: Heartbeat
+    ) -> tuple[dict[str, Any], dict[str, float]]:
         started = time.monotonic()
         spec = record.spec
 
@@ -123,7 +145,9 @@ class Worker:
         watchdog()
         staged_at = time.monotonic()
         request = TrainingRequest(
-            job_id=record.id, spec=spec, base_model_path=str(inputs.base_model_path),
+            job_id=record.id,
+            spec=spec,
+            base_model_path=str(inputs.base_model_path),
             train_path=str(inputs.train_path),
             validation_path=str(inputs.validation_path) if inputs.validation_path else None,
             output_dir=str(job_dir / "outputs"),
@@ -136,15 +160,22 @@ class Worker:
         trained_at = time.monotonic()
         check_gate(spec.get("gate"), outcome.metrics)
         self._phase(record, heartbeat, "uploading")
-        result = self._publish(record, inputs, outcome, job_dir / "outputs", {
-            "downloading": round(staged_at - started, 3),
-            "trainer_total": round(trained_at - staged_at, 3),
-        })
+        result = self._publish(
+            record,
+            inputs,
+            outcome,
+            job_dir / "outputs",
+            {
+                "downloading": round(staged_at - started, 3),
+                "trainer_total": round(trained_at - staged_at, 3),
+            },
+        )
         watchdog()
         return result, outcome.metrics
 
-    def _on_trainer_message(self, record: JobRecord, heartbeat: Heartbeat,
-                            message: dict[str, Any]) -> None:
+    def _on_trainer_message(
+        self, record: JobRecord, heartbeat: Heartbeat, message: dict[str, Any]
+    ) -> None:
         kind = message.get("type")
         if kind == "phase":
             self._phase(record, heartbeat, message["phase"])
@@ -152,22 +183,40 @@ class Worker:
             epoch, epochs = int(message["epoch"]), int(message["epochs"])
             metrics = {k: float(v) for k, v in message.get("metrics", {}).items()}
             heartbeat.update(
-                progress={"phase": "training", "epoch": epoch, "epochs": epochs,
-                          "percent": round(100.0 * epoch / max(epochs, 1), 1)},
+                progress={
+                    "phase": "training",
+                    "epoch": epoch,
+                    "epochs": epochs,
+                    "percent": round(100.0 * epoch / max(epochs, 1), 1),
+                },
                 metrics=metrics,
             )
             heartbeat.flush()
             summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-            self.jobs.add_event(record.id, "epoch", f"Epoch {epoch}/{epochs}: {summary}.",
-                                {"epoch": epoch, "epochs": epochs,
-                                 "phase_index": message.get("phase_index", 0),
-                                 "metrics": metrics})
+            self.jobs.add_event(
+                record.id,
+                "epoch",
+                f"Epoch {epoch}/{epochs}: {summary}.",
+                {
+                    "epoch": epoch,
+                    "epochs": epochs,
+                    "phase_index": message.get("phase_index", 0),
+                    "metrics": metrics,
+                },
+            )
         elif kind == "info":
-            self.jobs.add_event(record.id, "info", str(message.get("message", "")),
-                                dict(message.get("data") or {}))
+            self.jobs.add_event(
+                record.id, "info", str(message.get("message", "")), dict(message.get("data") or {})
+            )
 
-    def _publish(self, record: JobRecord, inputs: Any, outcome: TrainingOutcome,
-                 outputs_dir: Path, timings: dict[str, float]) -> dict[str, Any]:
+    def _publish(
+        self,
+        record: JobRecord,
+        inputs: Any,
+        outcome: TrainingOutcome,
+        outputs_dir: Path,
+        timings: dict[str, float],
+    ) -> dict[str, Any]:
         output = parse_uri(record.spec["output"]["uri"])
         uris = {
             "saved_model_uri": str(output.child(outcome.saved_model_dir + "/")),
@@ -175,26 +224,41 @@ class Worker:
             "manifest_uri": str(output.child("manifest.json")),
         }
         upload_started = time.monotonic()
-        self.stager.upload_outputs(str(output), outputs_dir,
-                                   [outcome.saved_model_dir, outcome.keras_file])
+        self.stager.upload_outputs(
+            str(output), outputs_dir, [outcome.saved_model_dir, outcome.keras_file]
+        )
         timings["uploading"] = round(time.monotonic() - upload_started, 3)
         manifest = build_manifest(record, inputs, outcome, uris, timings)
         self.stager.put_bytes(uris["manifest_uri"], manifest)
         self.jobs.add_event(record.id, "published", f"Model written to {output}.", uris)
-        return {**uris, "metrics": outcome.metrics, "history": outcome.history,
-                "class_names": outcome.class_names}
+        return {
+            **uris,
+            "metrics": outcome.metrics,
+            "history": outcome.history,
+            "class_names": outcome.class_names,
+        }
 
-    def _finish(self, record: JobRecord, heartbeat: Heartbeat, status: JobStatus, *,
-                result: dict[str, Any] | None = None, error: dict[str, str] | None = None,
-                metrics: dict[str, float] | None = None) -> None:
+    def _finish(
+        self,
+        record: JobRecord,
+        heartbeat: Heartbeat,
+        status: JobStatus,
+        *,
+        result: dict[str, Any] | None = None,
+        error: dict[str, str] | None = None,
+        metrics: dict[str, float] | None = None,
+    ) -> None:
         heartbeat.stop()
         try:
-            self.jobs.finish(record.id, self.worker_id, status, result=result, error=error,
-                             metrics=metrics)
+            self.jobs.finish(
+                record.id, self.worker_id, status, result=result, error=error, metrics=metrics
+            )
         except LeaseLost:
             log.warning("job %s: could not record %s, the lease was lost", record.id, status)
             return
-        message = {JobStatus.SUCCEEDED: "Job succeeded.",
-                   JobStatus.CANCELLED: "Job cancelled while running.",
-                   JobStatus.FAILED: f"Job failed: {error['message'] if error else ''}"}[status]
+        message = {
+            JobStatus.SUCCEEDED: "Job succeeded.",
+            JobStatus.CANCELLED: "Job cancelled while running.",
+            JobStatus.FAILED: f"Job failed: {error['message'] if error else ''}",
+        }[status]
         self.jobs.add_event(record.id, str(status), message, {"error": error} if error else {})

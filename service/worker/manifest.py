@@ -12,16 +12,23 @@ from service.trainer.request import TrainingOutcome
 from service.worker.staging import StagedInputs
 
 
-def build_manifest(record: JobRecord, inputs: StagedInputs, outcome: TrainingOutcome,
-                   outputs: dict[str, str], timings: dict[str, float]) -> bytes:
+def build_manifest(
+    record: JobRecord,
+    inputs: StagedInputs,
+    outcome: TrainingOutcome,
+    outputs: dict[str, str],
+    timings: dict[str, float],
+) -> bytes:
     """The manifest's bytes (JSON, UTF-8)."""
     manifest: dict[str, Any] = {
         "job_id": record.id,
         "attempt": record.attempt,
         "spec": record.spec,
         "inputs": {
-            "base_model": {"uri": record.spec["base_model"]["uri"],
-                           "sha256": inputs.base_model_sha256},
+            "base_model": {
+                "uri": record.spec["base_model"]["uri"],
+                "sha256": inputs.base_model_sha256,
+            },
             "dataset": inputs.dataset_files,
         },
         "class_names": outcome.class_names,
@@ -30,7 +37,10 @@ def build_manifest(record: JobRecord, inputs: StagedInputs, outcome: TrainingOut
         "history": outcome.history,
         "outputs": outputs,
         "timings": {**outcome.timings, **timings},
-        "versions": {**outcome.versions, "service": __version__,
-                     "python": platform.python_version()},
+        "versions": {
+            **outcome.versions,
+            "service": __version__,
+            "python": platform.python_version(),
+        },
     }
     return json.dumps(manifest, indent=2, sort_keys=True).encode()

@@ -34,16 +34,21 @@ def stop_process(process: multiprocessing.process.BaseProcess) -> None:
         process.join()
 
 
-def run_training(request: TrainingRequest, on_message: MessageHandler,
-                 watchdog: Watchdog) -> TrainingOutcome:
+def run_training(
+    request: TrainingRequest, on_message: MessageHandler, watchdog: Watchdog
+) -> TrainingOutcome:
     """Train in a fresh spawned process; return its outcome or raise JobFailure.
 
     Exceptions raised by ``watchdog`` or ``on_message`` stop the child and propagate.
     """
     context = multiprocessing.get_context("spawn")
     messages: Any = context.Queue()
-    process = context.Process(target=child_entry.main, args=(request.to_dict(), messages),
-                              name=f"trainer-{request.job_id}", daemon=True)
+    process = context.Process(
+        target=child_entry.main,
+        args=(request.to_dict(), messages),
+        name=f"trainer-{request.job_id}",
+        daemon=True,
+    )
     process.start()
     log.info("trainer process %s started for job %s", process.pid, request.job_id)
     try:
@@ -64,8 +69,12 @@ def run_training(request: TrainingRequest, on_message: MessageHandler,
             if kind == "result":
                 return TrainingOutcome.from_dict(message["outcome"])
             if kind == "error":
-                log.error("job %s failed in the trainer: %s\n%s", request.job_id,
-                          message.get("message"), message.get("traceback", ""))
+                log.error(
+                    "job %s failed in the trainer: %s\n%s",
+                    request.job_id,
+                    message.get("message"),
+                    message.get("traceback", ""),
+                )
                 raise JobFailure(message.get("code", "internal"), message["message"])
             on_message(message)
     finally:
@@ -79,8 +88,11 @@ def run_training(request: TrainingRequest, on_message: MessageHandler,
 
 def _died(exitcode: int | None) -> JobFailure:
     if exitcode is not None and exitcode < 0 and -exitcode == 9:
-        return JobFailure("out_of_memory",
-                          "The training process was killed (likely out of memory). "
-                          "Try a smaller training.batch_size or dataset.image_size.")
-    return JobFailure("internal",
-                      f"The training process exited unexpectedly (exit code {exitcode}).")
+        return JobFailure(
+            "out_of_memory",
+            "The training process was killed (likely out of memory). "
+            "Try a smaller training.batch_size or dataset.image_size.",
+        )
+    return JobFailure(
+        "internal", f"The training process exited unexpectedly (exit code {exitcode})."
+    )

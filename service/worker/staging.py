@@ -41,7 +41,9 @@ def sha256_of(path: Path) -> str:
 
 def _storage_failure(what: str, uri: str, exc: StorageError) -> JobFailure:
     if isinstance(exc, StorageUnavailable):
-        return JobFailure("storage", f"Could not read {what} {uri}: storage is unreachable ({exc}).")
+        return JobFailure(
+            "storage", f"Could not read {what} {uri}: storage is unreachable ({exc})."
+        )
     return JobFailure("storage", f"Could not read {what} {uri}: {exc}.")
 
 
@@ -59,8 +61,9 @@ class Stager:
         train = self._stage_dataset("dataset.train", dataset["train"], dest / "train", listings)
         validation = None
         if dataset.get("validation"):
-            validation = self._stage_dataset("dataset.validation", dataset["validation"],
-                                             dest / "validation", listings)
+            validation = self._stage_dataset(
+                "dataset.validation", dataset["validation"], dest / "validation", listings
+            )
         return StagedInputs(model_path, train, validation, sha256_of(model_path), listings)
 
     def _stage_model(self, uri: str, dest: Path) -> Path:
@@ -69,25 +72,30 @@ class Stager:
             if key.endswith("/") or key == "":
                 infos = store.download_prefix(key, dest / "saved_model")
                 if not infos:
-                    raise JobFailure("invalid_model",
-                                     f"base_model.uri: nothing is stored under {uri}. "
-                                     "Point it at a .keras or .h5 file or a SavedModel folder.")
+                    raise JobFailure(
+                        "invalid_model",
+                        f"base_model.uri: nothing is stored under {uri}. "
+                        "Point it at a .keras or .h5 file or a SavedModel folder.",
+                    )
                 return dest / "saved_model"
             local = dest / PurePosixPath(key).name
             dest.mkdir(parents=True, exist_ok=True)
             store.download_file(key, local)
             return local
         except NoSuchKey as exc:
-            raise JobFailure("invalid_model",
-                             f"base_model.uri: no model file at {uri}. Check the path; "
-                             "a SavedModel folder must end with '/'.") from exc
+            raise JobFailure(
+                "invalid_model",
+                f"base_model.uri: no model file at {uri}. Check the path; "
+                "a SavedModel folder must end with '/'.",
+            ) from exc
         except JobFailure:
             raise
         except StorageError as exc:
             raise _storage_failure("the base model", uri, exc) from exc
 
-    def _stage_dataset(self, field_name: str, uri: str, dest: Path,
-                       listings: dict[str, list[dict[str, Any]]]) -> Path:
+    def _stage_dataset(
+        self, field_name: str, uri: str, dest: Path, listings: dict[str, list[dict[str, Any]]]
+    ) -> Path:
         store, key = self._storage.open(uri)
         prefix = key if key.endswith("/") or key == "" else key + "/"
         try:
@@ -95,11 +103,13 @@ class Stager:
         except StorageError as exc:
             raise _storage_failure(field_name, uri, exc) from exc
         if not infos:
-            raise JobFailure("invalid_dataset",
-                             f"{field_name}: no files under {uri}. Upload one folder of images "
-                             "per class there (for example .../cats/1.jpg, .../dogs/2.jpg).")
+            raise JobFailure(
+                "invalid_dataset",
+                f"{field_name}: no files under {uri}. Upload one folder of images "
+                "per class there (for example .../cats/1.jpg, .../dogs/2.jpg).",
+            )
         listings[field_name] = [
-            {"key": info.key[len(prefix):], "size": info.size, "etag": info.etag} for info in infos
+            {"key": info.key[len(prefix) :], "size": info.size, "etag": info.etag} for info in infos
         ]
         return dest
 
@@ -114,8 +124,9 @@ class Stager:
                 else:
                     store.upload_file(path, prefix + name)
             except StorageError as exc:
-                raise JobFailure("storage",
-                                 f"Could not write the result to {output_uri}: {exc}.") from exc
+                raise JobFailure(
+                    "storage", f"Could not write the result to {output_uri}: {exc}."
+                ) from exc
 
     def put_bytes(self, uri: str, data: bytes) -> None:
         """Write one small object (the manifest)."""

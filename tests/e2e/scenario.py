@@ -30,8 +30,9 @@ def prepare(root: Path) -> Scenario:
     """A pretrained tiny CNN, a training image folder, and held-out images of other seeds."""
     base = pretrain_tiny_cnn(root / "base" / "model.keras", epochs=6)
     del base
-    train = write_image_folder(root / "train", CLASSES, per_class=60, seed=1,
-                               digits=FINE_TUNE_DIGITS)
+    train = write_image_folder(
+        root / "train", CLASSES, per_class=60, seed=1, digits=FINE_TUNE_DIGITS
+    )
     images, labels = digit_images(FINE_TUNE_DIGITS, per_class=30, seed=99)
     return Scenario(root / "base" / "model.keras", train, images, labels)
 

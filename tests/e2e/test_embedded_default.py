@@ -20,17 +20,26 @@ def test_make_serve_runs_a_job_on_local_storage(tmp_path: Path) -> None:
     assert make, "make is needed: the README's first command is `make serve`"
     scenario = prepare(tmp_path / "inputs")
     port = free_port()
-    env = {"FINETUNE_STATE_URI": f"file://{tmp_path / 'state'}",
-           "FINETUNE_WORK_DIR": str(tmp_path / "work"), "FINETUNE_POLL_SECONDS": "0.2",
-           "FINETUNE_HEARTBEAT_SECONDS": "1"}
-    serve = ServiceProcess("make-serve", [make, "-s", "serve", f"PORT={port}"], env,
-                           tmp_path).start()
+    env = {
+        "FINETUNE_STATE_URI": f"file://{tmp_path / 'state'}",
+        "FINETUNE_WORK_DIR": str(tmp_path / "work"),
+        "FINETUNE_POLL_SECONDS": "0.2",
+        "FINETUNE_HEARTBEAT_SECONDS": "1",
+    }
+    serve = ServiceProcess(
+        "make-serve", [make, "-s", "serve", f"PORT={port}"], env, tmp_path
+    ).start()
     try:
         wait_for_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
         client = ApiClient(f"http://127.0.0.1:{port}")
         out_dir = tmp_path / "out"
-        job = client.submit(job_spec(f"file://{scenario.base_model}",
-                                     f"file://{scenario.train_dir}/", f"file://{out_dir}/"))
+        job = client.submit(
+            job_spec(
+                f"file://{scenario.base_model}",
+                f"file://{scenario.train_dir}/",
+                f"file://{out_dir}/",
+            )
+        )
         final = client.wait(job["id"], timeout=400, logs=(serve,))
         events = client.events(job["id"])
     finally:

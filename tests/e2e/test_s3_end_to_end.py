@@ -23,24 +23,38 @@ pytestmark = pytest.mark.slow
 
 
 def test_fine_tune_job_end_to_end_on_s3(tmp_path: Path, moto_server: MotoServer) -> None:
-    s3 = boto3.client("s3", endpoint_url=moto_server.endpoint, region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_server.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     for bucket in ("e2e-models", "e2e-data", "e2e-state"):
         s3.create_bucket(Bucket=bucket)
     scenario = prepare(tmp_path / "local")
     S3ObjectStore(s3, "e2e-models").upload_file(scenario.base_model, "base/v1/model.keras")
     S3ObjectStore(s3, "e2e-data").upload_dir(scenario.train_dir, "digits/train/")
 
-    env = {**moto_server.env, "FINETUNE_STATE_URI": "s3://e2e-state/finetune",
-           "FINETUNE_WORK_DIR": str(tmp_path / "work"), "FINETUNE_POLL_SECONDS": "0.2",
-           "FINETUNE_HEARTBEAT_SECONDS": "1"}
+    env = {
+        **moto_server.env,
+        "FINETUNE_STATE_URI": "s3://e2e-state/finetune",
+        "FINETUNE_WORK_DIR": str(tmp_path / "work"),
+        "FINETUNE_POLL_SECONDS": "0.2",
+        "FINETUNE_HEARTBEAT_SECONDS": "1",
+    }
     port = free_port()
     api = gunicorn_api(port, env, tmp_path, workers=2)
     worker = worker_process("worker", env, tmp_path)
     try:
         client = ApiClient(f"http://127.0.0.1:{port}")
-        job = client.submit(job_spec("s3://e2e-models/base/v1/model.keras",
-                                     "s3://e2e-data/digits/train/", "s3://e2e-models/out/v2/"))
+        job = client.submit(
+            job_spec(
+                "s3://e2e-models/base/v1/model.keras",
+                "s3://e2e-data/digits/train/",
+                "s3://e2e-models/out/v2/",
+            )
+        )
         assert job["status"] == "queued"
         final = client.wait(job["id"], timeout=400, logs=(api, worker))
         events = client.events(job["id"])

@@ -31,8 +31,14 @@ class ServiceProcess:
     def start(self) -> ServiceProcess:
         """Start the process."""
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(self.argv, cwd=REPO, env=self.env, stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            self.argv,
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         return self
 
     def signal(self, signum: int) -> None:
@@ -58,9 +64,16 @@ class ServiceProcess:
 
 def gunicorn_api(port: int, env: dict[str, str], log_dir: Path, workers: int = 2) -> ServiceProcess:
     """The API under real gunicorn, with the project's gunicorn.conf.py."""
-    argv = [str(VENV_BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py",
-            "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-            "service.app:create_app()"]
+    argv = [
+        str(VENV_BIN / "gunicorn"),
+        "-c",
+        "deploy/gunicorn.conf.py",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "service.app:create_app()",
+    ]
     api = ServiceProcess(f"gunicorn-{port}", argv, env, log_dir).start()
     try:
         wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=30)
@@ -103,17 +116,22 @@ class ApiClient:
         events: list[dict[str, Any]] = response.json()["events"]
         return events
 
-    def wait(self, job_id: str, timeout: float = 300,
-             statuses: tuple[str, ...] = ("succeeded", "failed", "cancelled"),
-             logs: tuple[ServiceProcess, ...] = ()) -> dict[str, Any]:
+    def wait(
+        self,
+        job_id: str,
+        timeout: float = 300,
+        statuses: tuple[str, ...] = ("succeeded", "failed", "cancelled"),
+        logs: tuple[ServiceProcess, ...] = (),
+    ) -> dict[str, Any]:
         """Poll until the job reaches one of ``statuses``; the logs are in the failure text."""
         deadline = time.monotonic() + timeout
         job = self.job(job_id)
         while job["status"] not in statuses:
             if time.monotonic() > deadline:
                 dump = "\n".join(f"--- {p.name}\n{p.log()[-6000:]}" for p in logs)
-                raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s: "
-                                     f"{job}\n{dump}")
+                raise AssertionError(
+                    f"job {job_id} still {job['status']} after {timeout}s: {job}\n{dump}"
+                )
             time.sleep(0.5)
             job = self.job(job_id)
         return job

@@ -19,9 +19,14 @@ from tests.helpers.models import pretrain_tiny_cnn
 @pytest.fixture
 def services(tmp_path: Path) -> Services:
     """Job state and scratch in temporary folders; specs may name file:// URIs."""
-    return build_services(Config(state_uri=f"file://{tmp_path / 'state'}",
-                                 work_dir=tmp_path / "work", allow_local_storage=True,
-                                 heartbeat_seconds=0.5))
+    return build_services(
+        Config(
+            state_uri=f"file://{tmp_path / 'state'}",
+            work_dir=tmp_path / "work",
+            allow_local_storage=True,
+            heartbeat_seconds=0.5,
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +58,9 @@ def _run(services: Services, spec: dict[str, Any]) -> JobRecord:
     return services.jobs.get(created.id)
 
 
-def test_missing_base_model_fails_with_invalid_model(services: Services, tmp_path: Path,
-                                                     inputs: dict[str, Path]) -> None:
+def test_missing_base_model_fails_with_invalid_model(
+    services: Services, tmp_path: Path, inputs: dict[str, Path]
+) -> None:
     record = _run(services, _spec(tmp_path / "nope.keras", inputs["train"], tmp_path / "out"))
     assert record.status is JobStatus.FAILED
     assert record.error and record.error["code"] == "invalid_model"
@@ -62,8 +68,9 @@ def test_missing_base_model_fails_with_invalid_model(services: Services, tmp_pat
     assert "Traceback" not in record.error["message"]
 
 
-def test_corrupt_model_file_fails_with_invalid_model(services: Services, tmp_path: Path,
-                                                     inputs: dict[str, Path]) -> None:
+def test_corrupt_model_file_fails_with_invalid_model(
+    services: Services, tmp_path: Path, inputs: dict[str, Path]
+) -> None:
     broken = tmp_path / "broken.keras"
     broken.write_bytes(b"PK\x03\x04 this is not really a keras archive")
     record = _run(services, _spec(broken, inputs["train"], tmp_path / "out"))
@@ -72,8 +79,9 @@ def test_corrupt_model_file_fails_with_invalid_model(services: Services, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
-def test_empty_dataset_fails_with_invalid_dataset(services: Services, tmp_path: Path,
-                                                  inputs: dict[str, Path]) -> None:
+def test_empty_dataset_fails_with_invalid_dataset(
+    services: Services, tmp_path: Path, inputs: dict[str, Path]
+) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     record = _run(services, _spec(inputs["model"], empty, tmp_path / "out"))
@@ -82,20 +90,26 @@ def test_empty_dataset_fails_with_invalid_dataset(services: Services, tmp_path: 
     assert "dataset.train" in record.error["message"]
 
 
-def test_layer_that_is_not_there_fails_with_incompatible(services: Services, tmp_path: Path,
-                                                         inputs: dict[str, Path]) -> None:
-    record = _run(services, _spec(inputs["model"], inputs["train"], tmp_path / "out",
-                                  head={"cut_at": "no_such_layer"}))
+def test_layer_that_is_not_there_fails_with_incompatible(
+    services: Services, tmp_path: Path, inputs: dict[str, Path]
+) -> None:
+    record = _run(
+        services,
+        _spec(inputs["model"], inputs["train"], tmp_path / "out", head={"cut_at": "no_such_layer"}),
+    )
     assert record.status is JobStatus.FAILED
     assert record.error and record.error["code"] == "incompatible"
     assert "no_such_layer" in record.error["message"]
 
 
-def test_gate_missed_fails_and_writes_nothing(services: Services, tmp_path: Path,
-                                              inputs: dict[str, Path]) -> None:
+def test_gate_missed_fails_and_writes_nothing(
+    services: Services, tmp_path: Path, inputs: dict[str, Path]
+) -> None:
     out = tmp_path / "out"
-    record = _run(services, _spec(inputs["model"], inputs["train"], out,
-                                  gate={"metric": "accuracy", "min": 1.01}))
+    record = _run(
+        services,
+        _spec(inputs["model"], inputs["train"], out, gate={"metric": "accuracy", "min": 1.01}),
+    )
     assert record.status is JobStatus.FAILED
     assert record.error and record.error["code"] == "gate_failed"
     assert "below the gate" in record.error["message"]
@@ -103,8 +117,9 @@ def test_gate_missed_fails_and_writes_nothing(services: Services, tmp_path: Path
     assert record.metrics  # the metrics that missed the gate are shown
 
 
-def test_succeeded_job_records_progress_and_result(services: Services, tmp_path: Path,
-                                                   inputs: dict[str, Path]) -> None:
+def test_succeeded_job_records_progress_and_result(
+    services: Services, tmp_path: Path, inputs: dict[str, Path]
+) -> None:
     out = tmp_path / "out"
     record = _run(services, _spec(inputs["model"], inputs["train"], out))
     assert record.status is JobStatus.SUCCEEDED, record.error
