@@ -216,14 +216,14 @@ def similar_names_hint(name: str, names: list[str], count: int = 5) -> str:
 def _rewire(
     base: keras.Model, x: keras.KerasTensor, cut: keras.layers.Layer | None
 ) -> keras.KerasTensor:
-    """Runs the base's graph on ``x`` with the same layer objects; the cut layer's output, or
-    the base's output where there is no cut.
+    """Runs the base's graph on ``x`` with the same layer objects; returns the cut's output.
 
-    Function._run_through_graph is what keras.models.clone_model uses to re-wire a graph; with
-    the identity as operation it reuses each layer object, and unlike calling the base as one
-    layer it keeps the layers flat. Keras 3.15 has no public API for this. The cut layer's output
-    is captured as the graph runs (``layer.output`` would not do: a nested model answers with its
-    own inner graph's output). Layers after the cut run too but end up in no model.
+    Without a cut it returns the base's output. Function._run_through_graph is what
+    keras.models.clone_model uses to re-wire a graph; with the identity as operation it reuses
+    each layer object and, unlike calling the base as one layer, keeps the layers flat. Keras
+    3.15 has no public API for this. The cut layer's output is captured as the graph runs
+    (``layer.output`` would not do: a nested model answers with its inner graph's output).
+    Layers after the cut run too but end up in no model.
     """
     graph = keras.Model(base.inputs, base.outputs)
     if cut is None and len(graph.outputs) != 1:
@@ -243,7 +243,12 @@ def _rewire(
     if cut is None:
         (features,) = keras.tree.flatten(outputs)
         return features
-    if len(captured) != 1:
+    if not captured:
+        raise Incompatible(
+            f"head.cut_at: the layer {cut.name!r} is not on the path from the model's input to "
+            "its output; cut at another layer."
+        )
+    if len(captured) > 1:
         raise Incompatible(
             f"head.cut_at: the layer {cut.name!r} is used {len(captured)} times in the model, so "
             "its output is ambiguous; cut at another layer."

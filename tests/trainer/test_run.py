@@ -14,11 +14,14 @@ from PIL import Image
 
 from service.trainer.errors import Incompatible, InvalidDataset
 from service.trainer.fitting import early_stopping
-from service.trainer.plan import EarlyStoppingSettings
+from service.trainer.freezing import Freezer
+from service.trainer.loading import load_base_model
+from service.trainer.model_surgery import build_model
+from service.trainer.plan import EarlyStoppingSettings, FreezeRule, HeadSettings
 from service.trainer.request import TrainingOutcome, TrainingRequest
 from service.trainer.run import train
 from tests.helpers.data import write_image_folder
-from tests.helpers.models import batch_norm_state
+from tests.helpers.models import batch_norm_state, build_tiny_cnn
 from tests.trainer.support import Recorder, make_request
 
 pytestmark = pytest.mark.slow
@@ -146,6 +149,26 @@ def test_saved_model_serves_raw_pixels_as_trained(head_run: Run, digits_validati
     )
 
 
+def test_exported_model_is_a_base_for_the_next_job(head_run: Run) -> None:
+    base = load_base_model(head_run.out / "model.keras")
+    built = build_model(
+        base,
+        image_shape=(32, 32, 3),
+        preprocessing="none",  # the exported model rescales inside already
+        head=HeadSettings(cut_at="head_dense_1"),
+        num_classes=4,
+        label_mode="categorical",
+    )
+
+    summary = Freezer(built).apply(FreezeRule("until", "conv2"))
+
+    names = [layer.name for layer in built.model.layers]
+    assert names[:3] == ["image", "preprocess", "conv1"]
+    assert names[-2:] == ["head_dense_1", "predictions"]
+    # BatchNormalization frozen by the earlier job stays frozen in this one.
+    assert summary.frozen_batch_norms == ["bn1", "bn2"]
+
+
 def test_two_phase_schedule_keeps_batch_norm_frozen(
     tmp_path: Path, pretrained_keras: Path, digits_train: Path
 ) -> None:
@@ -226,6 +249,28 @@ def test_own_output_with_sparse_labels_and_early_stopping(
     assert outcome.restored_epoch == best["epoch"]
     assert outcome.metrics == {k: v for k, v in best.items() if k not in ("epoch", "phase")}
     assert [layer.name for layer in run.trained().layers][-1] == "predictions"
+
+
+def test_binary_labels_on_a_grayscale_model(tmp_path: Path) -> None:
+    base = tmp_path / "gray.keras"
+    build_tiny_cnn((32, 32, 1), num_classes=2).save(base)
+    two = write_image_folder(tmp_path / "two", ["cat", "dog"], 12, seed=9)
+
+    run = _run(
+        tmp_path,
+        base,
+        two,
+        None,
+        head={"cut_at": "relu3", "pooling": "max"},
+        training={"epochs": 1, "loss": "binary_crossentropy"},
+    )
+
+    serve = tf.saved_model.load(str(run.out / "saved_model")).signatures["serving_default"]
+    (spec,) = serve.structured_input_signature[1].values()
+    assert spec.shape.as_list() == [None, 32, 32, 1]
+    scores = serve(image=tf.zeros((2, 32, 32, 1)))["output_0"].numpy()
+    assert scores.shape == (2, 1) and np.all((scores >= 0) & (scores <= 1))
+    assert set(run.outcome.metrics) == {"loss", "accuracy", "val_loss", "val_accuracy"}
 
 
 def test_early_stopping_without_validation_watches_the_training_metric() -> None:
