@@ -15,6 +15,7 @@ ERROR_CODES = (
     "gate_failed",
     "out_of_memory",
     "cancelled",
+    "attempts_exhausted",
     "internal",
 )
 

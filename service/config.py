@@ -29,6 +29,9 @@ class Config:
         heartbeat_seconds: How often a worker renews its lease and reports progress.
         poll_seconds: How often an idle worker looks for queued jobs.
         max_body_bytes: Largest request body the API accepts.
+        sweep_seconds: How often a worker looks for jobs whose lease ran out.
+        shutdown_grace_seconds: On SIGTERM, how long a worker may take to hand its job back.
+        min_batch_size: The smallest batch size an out-of-memory retry halves down to.
     """
 
     state_uri: str = field(default_factory=default_state_uri)
@@ -38,6 +41,9 @@ class Config:
     heartbeat_seconds: float = 5.0
     poll_seconds: float = 1.0
     max_body_bytes: int = 1024 * 1024
+    sweep_seconds: float = 15.0
+    shutdown_grace_seconds: float = 90.0
+    min_batch_size: int = 4
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -57,4 +63,9 @@ class Config:
             ),
             poll_seconds=float(env.get("FINETUNE_POLL_SECONDS") or defaults.poll_seconds),
             max_body_bytes=int(env.get("FINETUNE_MAX_BODY_BYTES") or defaults.max_body_bytes),
+            sweep_seconds=float(env.get("FINETUNE_SWEEP_SECONDS") or defaults.sweep_seconds),
+            shutdown_grace_seconds=float(
+                env.get("FINETUNE_SHUTDOWN_GRACE_SECONDS") or defaults.shutdown_grace_seconds
+            ),
+            min_batch_size=int(env.get("FINETUNE_MIN_BATCH_SIZE") or defaults.min_batch_size),
         )

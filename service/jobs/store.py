@@ -5,6 +5,8 @@ Layout under the state prefix:
 - ``jobs/<id>.json``: the record, the one source of truth. Created with put_if_absent,
   changed only with put_if_match on the ETag it was read at; ``version`` counts the writes.
 - ``queue/<id>``: a marker per queued job, so workers find work without listing every job.
+- ``running/<id>``: a marker per claimed job, so workers find jobs whose lease ran out. It is
+  written before the claim and removed only by whoever sees the record no longer running.
 - ``index/<inverted id>``: a marker per job; ids sort by creation time, and the inverted id
   (each base32 digit d replaced by 31 - d) sorts the other way, so listing is newest first.
 - ``events/<id>/<seq>.json``: the job's events (EventLog).
@@ -16,8 +18,9 @@ does not exist (a create that died half-way) is skipped and, once old, removed.
 from __future__ import annotations
 
 import base64
-import builtins
 import binascii
+import builtins
+import contextlib
 import logging
 import random
 import time
@@ -62,6 +65,9 @@ class JobStore:
     def _queue_key(self, job_id: str) -> str:
         return f"{self.prefix}queue/{job_id}"
 
+    def _running_key(self, job_id: str) -> str:
+        return f"{self.prefix}running/{job_id}"
+
     def _index_key(self, job_id: str) -> str:
         return f"{self.prefix}index/{invert_id(job_id)}"
 
@@ -88,9 +94,14 @@ class JobStore:
         spec: dict[str, Any],
         tenant: str = "default",
         idempotency: dict[str, str] | None = None,
+        job_id: str | None = None,
     ) -> JobRecord:
-        """Queue a new job for ``spec`` (already validated, defaults filled in)."""
-        job_id = new_job_id()
+        """Queue a new job for ``spec`` (already validated, defaults filled in).
+
+        With ``job_id`` given, creating the same id twice is safe: the second call returns the
+        record the first one wrote (this is how an Idempotency-Key survives racing replicas).
+        """
+        job_id = job_id or new_job_id()
         record = JobRecord(
             id=job_id,
             tenant=tenant,
@@ -103,9 +114,13 @@ class JobStore:
             version=1,
         )
         record.updated_at = record.created_at
-        self.store.put_if_absent(self._index_key(job_id), job_id.encode())
-        self.store.put_if_absent(self._queue_key(job_id), job_id.encode())
-        self.store.put_if_absent(self._record_key(job_id), record.to_json())
+        for marker in (self._index_key(job_id), self._queue_key(job_id)):
+            with contextlib.suppress(PreconditionFailed):
+                self.store.put_if_absent(marker, job_id.encode())
+        try:
+            self.store.put_if_absent(self._record_key(job_id), record.to_json())
+        except PreconditionFailed:
+            return self._read(job_id)[0]
         self.events.append(job_id, "created", "Job queued.", {"attempt": 0})
         return record
 
@@ -195,6 +210,8 @@ class JobStore:
             }
             record.progress = {**record.progress, "phase": "downloading"}
 
+        # The marker goes first: a worker that dies right after the claim is still found.
+        self.store.put(self._running_key(job_id), worker.encode())
         try:
             record = self.update(job_id, mutate)
         except NoSuchJob:
@@ -281,7 +298,107 @@ class JobStore:
             if status is JobStatus.SUCCEEDED:
                 record.progress["percent"] = 100.0
 
-        return self.update(job_id, mutate)
+        record = self.update(job_id, mutate)
+        self.store.delete(self._running_key(job_id))
+        return record
+
+    def release(self, job_id: str, worker: str, reason: str) -> JobRecord:
+        """Hand a job ``worker`` holds back to the queue at once (a graceful stop)."""
+        check = self._held_by(worker)
+
+        def mutate(record: JobRecord) -> None:
+            check(record)
+            _requeue(record)
+
+        record = self.update(job_id, mutate)
+        self.store.put(self._queue_key(job_id), job_id.encode())
+        self.store.delete(self._running_key(job_id))
+        self.events.append(
+            job_id,
+            "requeued",
+            f"Job requeued: {reason}.",
+            {"reason": reason, "worker": worker, "attempt": record.attempt},
+        )
+        return record
+
+    def running_ids(self, limit: int = 1000) -> list[str]:
+        """Ids of jobs some worker claimed (from the running index)."""
+        ids = []
+        for info in self.store.list(f"{self.prefix}running/"):
+            ids.append(info.key.rsplit("/", 1)[1])
+            if len(ids) >= limit:
+                break
+        return ids
+
+    def requeue_expired(self) -> list[JobRecord]:
+        """Requeue every running job whose lease ran out; fail those out of attempts.
+
+        Any worker may call this; the compare-and-swap makes sure one of them acts on a job.
+        Returns the records it changed.
+        """
+        changed = []
+        for job_id in self.running_ids():
+            try:
+                record = self.get(job_id)
+            except NoSuchJob:
+                self.store.delete(self._running_key(job_id))
+                continue
+            if record.status is not JobStatus.RUNNING:
+                self.store.delete(self._running_key(job_id))
+                continue
+            if not self.lease_expired(record):
+                continue
+            updated = self._expire(record)
+            if updated is not None:
+                changed.append(updated)
+        return changed
+
+    def _expire(self, seen: JobRecord) -> JobRecord | None:
+        lease = dict(seen.lease or {})
+        max_attempts = int(seen.spec.get("limits", {}).get("max_attempts", 3))
+
+        def mutate(record: JobRecord) -> None:
+            if record.status is not JobStatus.RUNNING or record.lease != lease:
+                raise UpdateAborted("the job moved on since it was read")
+            if record.attempt >= max_attempts:
+                record.status = JobStatus.FAILED
+                record.finished_at = now_iso()
+                record.lease = None
+                record.progress = {**record.progress, "phase": "done"}
+                record.error = {
+                    "code": "attempts_exhausted",
+                    "message": f"The job lost its worker {record.attempt} times "
+                    f"(limits.max_attempts is {max_attempts}); the last one, "
+                    f"{lease.get('worker')}, stopped renewing its lease at "
+                    f"{lease.get('heartbeat_at')}. Check the workers' health, or raise "
+                    "limits.max_attempts.",
+                }
+            else:
+                _requeue(record)
+
+        try:
+            record = self.update(seen.id, mutate)
+        except UpdateAborted:
+            return None
+        if record.status is JobStatus.QUEUED:
+            self.store.put(self._queue_key(record.id), record.id.encode())
+        self.store.delete(self._running_key(record.id))
+        worker = lease.get("worker")
+        if record.status is JobStatus.FAILED:
+            message = f"Job failed: its worker {worker} was lost and no attempts are left."
+            self.events.append(record.id, "failed", message, {"error": record.error})
+        else:
+            message = (
+                f"Job requeued: the lease of worker {worker} ran out (last heartbeat "
+                f"{lease.get('heartbeat_at')}); attempt {record.attempt + 1} follows."
+            )
+            self.events.append(
+                record.id,
+                "requeued",
+                message,
+                {"reason": "lease_expired", "worker": worker, "attempt": record.attempt},
+            )
+        return record
 
     def lease_expired(self, record: JobRecord) -> bool:
         """Whether a running job's lease ran out (its worker is gone)."""
@@ -342,6 +459,13 @@ class JobStore:
         """The job's events after ``after``; NoSuchJob where the job is not visible."""
         self.get(job_id, tenant)
         return self.events.read(job_id, after)
+
+
+def _requeue(record: JobRecord) -> None:
+    """Put a running record back in the queue (the next claim counts the next attempt)."""
+    record.status = JobStatus.QUEUED
+    record.lease = None
+    record.progress = {**record.progress, "phase": "queued"}
 
 
 def _matches(

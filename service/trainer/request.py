@@ -17,6 +17,8 @@ class TrainingRequest:
         train_path: A local folder holding one sub-folder of images per class.
         validation_path: Like ``train_path``; None to hold out ``validation_split`` of train.
         output_dir: Where the trainer writes ``saved_model/`` and ``model.keras``.
+        checkpoint_dir: Where the trainer writes a checkpoint after every epoch (None: none).
+        resume_from: A checkpoint folder to continue from (None: start afresh).
     """
 
     job_id: str
@@ -25,6 +27,8 @@ class TrainingRequest:
     train_path: str
     validation_path: str | None
     output_dir: str
+    checkpoint_dir: str | None = None
+    resume_from: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A picklable, JSON-able form for the child process."""

@@ -18,3 +18,7 @@ class JobCancelled(Exception):
 
 class JobAbandoned(Exception):
     """The worker lost the job's lease (another worker holds it now); drop it quietly."""
+
+
+class JobInterrupted(Exception):
+    """The worker is shutting down (SIGTERM): hand the job back to the queue."""

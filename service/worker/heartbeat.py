@@ -17,7 +17,9 @@ class Heartbeat:
     """A thread that renews ``worker``'s lease every ``interval`` seconds.
 
     Progress and metrics set with ``update`` travel in the next renewal (``flush`` sends them
-    at once). The thread notes a cancel request or a lost lease; the job's main thread asks
+    at once); events added with ``event`` are written after it, in order. While storage is
+    unreachable both wait in memory and go out once it is back, so training never stalls on
+    storage. The thread notes a cancel request or a lost lease; the job's main thread asks
     ``cancel_requested`` and ``lost`` and stops the work.
     """
 
@@ -37,7 +39,9 @@ class Heartbeat:
         self._interval = interval
         self._lease_seconds = lease_seconds
         self._changes: dict[str, Any] = {"progress": dict(progress)}
+        self._events: list[tuple[str, str, dict[str, Any]]] = []
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self.cancel_requested = False
@@ -54,11 +58,22 @@ class Heartbeat:
         with self._lock:
             self._changes.update(changes)
 
+    def event(self, type_: str, message: str, data: dict[str, Any] | None = None) -> None:
+        """Queue an event for the job's log; it is written with the next renewal."""
+        with self._lock:
+            self._events.append((type_, message, data or {}))
+
     @property
     def progress(self) -> dict[str, Any]:
         """The progress last set."""
         with self._lock:
             return dict(self._changes["progress"])
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The metrics last set (empty before the first epoch)."""
+        with self._lock:
+            return dict(self._changes.get("metrics") or {})
 
     def flush(self) -> None:
         """Renew now rather than at the next interval."""
@@ -69,6 +84,33 @@ class Heartbeat:
         self._stopped.set()
         self._wake.set()
         self._thread.join(timeout=30)
+
+    def drain_events(self, attempts: int = 5) -> None:
+        """Write the events still waiting, retrying a little while storage is unreachable."""
+        for attempt in range(attempts):
+            if self._write_events():
+                return
+            time.sleep(min(2.0**attempt, 10.0))
+        log.warning("job %s: %d events could not be written", self._job_id, len(self._events))
+
+    def _write_events(self) -> bool:
+        # One writer at a time (the beat thread or a drain), so each event is written once.
+        with self._write_lock:
+            return self._write_pending_events()
+
+    def _write_pending_events(self) -> bool:
+        while True:
+            with self._lock:
+                if not self._events:
+                    return True
+                type_, message, data = self._events[0]
+            try:
+                self._jobs.add_event(self._job_id, type_, message, data)
+            except StorageError as exc:
+                log.warning("job %s: event not written yet, will retry: %s", self._job_id, exc)
+                return False
+            with self._lock:
+                self._events.pop(0)
 
     def _beat(self) -> None:
         with self._lock:
@@ -85,6 +127,7 @@ class Heartbeat:
             return
         if record.cancel_requested:
             self.cancel_requested = True
+        self._write_events()
 
     def _run(self) -> None:
         next_beat = time.monotonic()

@@ -1,30 +1,33 @@
-"""The worker loop: claim a job, run it, record the outcome, repeat."""
+"""The worker loop: requeue abandoned jobs, claim a job, run it, record the outcome, repeat."""
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import secrets
 import shutil
 import socket
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from service.context import Services
 from service.jobs import JobRecord, JobStatus, LeaseLost
+from service.jobs.checkpoints import CheckpointStore
 from service.storage.errors import StorageError
-from service.storage.uri import parse_uri
-from service.trainer.request import TrainingOutcome, TrainingRequest
-from service.worker.errors import JobAbandoned, JobCancelled, JobFailure
-from service.worker.gate import check_gate
+from service.worker.errors import JobAbandoned, JobCancelled, JobFailure, JobInterrupted
 from service.worker.heartbeat import Heartbeat
-from service.worker.manifest import build_manifest
-from service.worker.runner import run_training
+from service.worker.job_run import JobRun
 from service.worker.staging import Stager
 
 log = logging.getLogger(__name__)
+
+_INTERNAL_ERROR = {
+    "code": "internal",
+    "message": "Internal error in the worker; operators have the details in its log. "
+    "Retrying the job may help.",
+}
 
 
 def default_worker_id() -> str:
@@ -33,7 +36,11 @@ def default_worker_id() -> str:
 
 
 class Worker:
-    """Claims queued jobs one at a time and runs each to a final status."""
+    """Claims queued jobs one at a time and runs each to a final status.
+
+    Setting ``stopping`` (the SIGTERM handler does) hands a running job back to the queue at
+    once, its last epoch's checkpoint already stored, and ends ``run_forever``.
+    """
 
     def __init__(self, services: Services, worker_id: str | None = None) -> None:
         self.services = services
@@ -41,13 +48,16 @@ class Worker:
         self.config = services.config
         self.worker_id = worker_id or default_worker_id()
         self.stager = Stager(services.storage)
+        self.checkpoints = CheckpointStore(self.jobs.store, self.jobs.prefix)
         self.stopping = threading.Event()
+        self._next_sweep = 0.0
 
     def run_forever(self) -> None:
         """Work until ``stopping`` is set."""
         log.info("worker %s polling %s", self.worker_id, self.config.state_uri)
         while not self.stopping.is_set():
             try:
+                self.sweep()
                 ran = self.run_once()
             except StorageError as exc:
                 log.warning("storage unavailable while looking for work: %s", exc)
@@ -56,8 +66,20 @@ class Worker:
                 self.stopping.wait(self.config.poll_seconds)
         log.info("worker %s stopped", self.worker_id)
 
+    def sweep(self, force: bool = False) -> None:
+        """Requeue jobs whose worker stopped renewing its lease (every ``sweep_seconds``)."""
+        now = time.monotonic()
+        if not force and now < self._next_sweep:
+            return
+        # Jitter spreads the sweeps of many workers over the interval.
+        self._next_sweep = now + self.config.sweep_seconds * random.uniform(0.75, 1.25)
+        for record in self.jobs.requeue_expired():
+            log.warning("job %s: lease of a lost worker ran out; now %s", record.id, record.status)
+
     def run_once(self) -> bool:
         """Claim and run one job; False where none was queued."""
+        if self.stopping.is_set():
+            return False
         record = self.jobs.claim_next(self.worker_id, self.config.lease_seconds)
         if record is None:
             return False
@@ -65,7 +87,7 @@ class Worker:
         return True
 
     def run_job(self, record: JobRecord) -> None:
-        """Run a claimed job to a final status (or give it up where the lease was lost)."""
+        """Run a claimed attempt to a final status, or hand it back, or give it up."""
         job_dir = self.config.work_dir / record.id / f"attempt-{record.attempt}"
         heartbeat = Heartbeat(
             self.jobs,
@@ -75,168 +97,68 @@ class Worker:
             lease_seconds=self.config.lease_seconds,
             progress=record.progress,
         ).start()
+        run = JobRun(
+            record,
+            jobs=self.jobs,
+            checkpoints=self.checkpoints,
+            stager=self.stager,
+            heartbeat=heartbeat,
+            job_dir=job_dir,
+            stopping=self.stopping,
+            min_batch_size=self.config.min_batch_size,
+        )
         try:
-            result, metrics = self._execute(record, job_dir, heartbeat)
+            result, metrics = run.execute()
+        except JobInterrupted:
+            run.remove_partial_outputs()
+            self._release(record, heartbeat)
+        except JobAbandoned:
+            log.warning("job %s: abandoned; its lease is held elsewhere", record.id)
+            heartbeat.stop()
         except JobCancelled:
+            run.remove_partial_outputs()
             self._finish(
                 record,
                 heartbeat,
                 JobStatus.CANCELLED,
                 error={"code": "cancelled", "message": "Cancelled at the client's request."},
             )
-        except JobAbandoned:
-            log.warning("job %s: abandoned; its lease is held elsewhere", record.id)
-            heartbeat.stop()
         except JobFailure as failure:
             log.info("job %s failed: %s", record.id, failure)
+            run.remove_partial_outputs()
             self._finish(
                 record,
                 heartbeat,
                 JobStatus.FAILED,
                 error={"code": failure.code, "message": failure.message},
+                metrics=heartbeat.metrics,
             )
         except Exception:
             log.exception("job %s: unexpected error", record.id)
-            self._finish(
-                record,
-                heartbeat,
-                JobStatus.FAILED,
-                error={
-                    "code": "internal",
-                    "message": "Internal error in the worker; operators have the "
-                    "details in its log. Retrying the job may help.",
-                },
-            )
+            run.remove_partial_outputs()
+            self._finish(record, heartbeat, JobStatus.FAILED, error=dict(_INTERNAL_ERROR))
         else:
             self._finish(record, heartbeat, JobStatus.SUCCEEDED, result=result, metrics=metrics)
         finally:
             shutil.rmtree(job_dir.parent, ignore_errors=True)
 
-    # steps -----------------------------------------------------------------------------
-    def _phase(self, record: JobRecord, heartbeat: Heartbeat, phase: str) -> None:
-        heartbeat.update(progress={**heartbeat.progress, "phase": phase})
-        heartbeat.flush()
-        self.jobs.add_event(record.id, "phase", f"Phase {phase}.", {"phase": phase})
-
-    def _watchdog(self, record: JobRecord, heartbeat: Heartbeat, started: float) -> None:
-        if heartbeat.lost:
-            raise JobAbandoned(record.id)
-        if heartbeat.cancel_requested:
-            raise JobCancelled(record.id)
-        limit = record.spec["limits"]["max_runtime_seconds"]
-        if time.monotonic() - started > limit:
-            raise JobFailure(
-                "timeout",
-                f"The job ran past limits.max_runtime_seconds ({limit} s) "
-                "and was stopped. Raise the limit or train fewer epochs.",
-            )
-
-    def _execute(
-        self, record: JobRecord, job_dir: Path, heartbeat: Heartbeat
-    ) -> tuple[dict[str, Any], dict[str, float]]:
-        started = time.monotonic()
-        spec = record.spec
-
-        def watchdog() -> None:
-            self._watchdog(record, heartbeat, started)
-
-        self._phase(record, heartbeat, "downloading")
-        inputs = self.stager.stage_inputs(spec, job_dir / "inputs")
-        watchdog()
-        staged_at = time.monotonic()
-        request = TrainingRequest(
-            job_id=record.id,
-            spec=spec,
-            base_model_path=str(inputs.base_model_path),
-            train_path=str(inputs.train_path),
-            validation_path=str(inputs.validation_path) if inputs.validation_path else None,
-            output_dir=str(job_dir / "outputs"),
-        )
-
-        def on_message(message: dict[str, Any]) -> None:
-            self._on_trainer_message(record, heartbeat, message)
-
-        outcome = run_training(request, on_message, watchdog)
-        trained_at = time.monotonic()
-        check_gate(spec.get("gate"), outcome.metrics)
-        self._phase(record, heartbeat, "uploading")
-        result = self._publish(
-            record,
-            inputs,
-            outcome,
-            job_dir / "outputs",
-            {
-                "downloading": round(staged_at - started, 3),
-                "trainer_total": round(trained_at - staged_at, 3),
-            },
-        )
-        watchdog()
-        return result, outcome.metrics
-
-    def _on_trainer_message(
-        self, record: JobRecord, heartbeat: Heartbeat, message: dict[str, Any]
-    ) -> None:
-        kind = message.get("type")
-        if kind == "phase":
-            self._phase(record, heartbeat, message["phase"])
-        elif kind == "epoch":
-            epoch, epochs = int(message["epoch"]), int(message["epochs"])
-            metrics = {k: float(v) for k, v in message.get("metrics", {}).items()}
-            heartbeat.update(
-                progress={
-                    "phase": "training",
-                    "epoch": epoch,
-                    "epochs": epochs,
-                    "percent": round(100.0 * epoch / max(epochs, 1), 1),
-                },
-                metrics=metrics,
-            )
-            heartbeat.flush()
-            summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-            self.jobs.add_event(
-                record.id,
-                "epoch",
-                f"Epoch {epoch}/{epochs}: {summary}.",
-                {
-                    "epoch": epoch,
-                    "epochs": epochs,
-                    "phase_index": message.get("phase_index", 0),
-                    "metrics": metrics,
-                },
-            )
-        elif kind == "info":
-            self.jobs.add_event(
-                record.id, "info", str(message.get("message", "")), dict(message.get("data") or {})
-            )
-
-    def _publish(
-        self,
-        record: JobRecord,
-        inputs: Any,
-        outcome: TrainingOutcome,
-        outputs_dir: Path,
-        timings: dict[str, float],
-    ) -> dict[str, Any]:
-        output = parse_uri(record.spec["output"]["uri"])
-        uris = {
-            "saved_model_uri": str(output.child(outcome.saved_model_dir + "/")),
-            "keras_uri": str(output.child(outcome.keras_file)),
-            "manifest_uri": str(output.child("manifest.json")),
-        }
-        upload_started = time.monotonic()
-        self.stager.upload_outputs(
-            str(output), outputs_dir, [outcome.saved_model_dir, outcome.keras_file]
-        )
-        timings["uploading"] = round(time.monotonic() - upload_started, 3)
-        manifest = build_manifest(record, inputs, outcome, uris, timings)
-        self.stager.put_bytes(uris["manifest_uri"], manifest)
-        self.jobs.add_event(record.id, "published", f"Model written to {output}.", uris)
-        return {
-            **uris,
-            "metrics": outcome.metrics,
-            "history": outcome.history,
-            "class_names": outcome.class_names,
-        }
+    # outcomes --------------------------------------------------------------------------
+    def _release(self, record: JobRecord, heartbeat: Heartbeat) -> None:
+        heartbeat.drain_events(attempts=2)
+        heartbeat.stop()
+        deadline = time.monotonic() + self.config.shutdown_grace_seconds
+        while True:
+            try:
+                self.jobs.release(record.id, self.worker_id, "the worker is shutting down")
+                log.info("job %s handed back to the queue", record.id)
+                return
+            except LeaseLost:
+                return
+            except StorageError as exc:
+                if time.monotonic() > deadline:
+                    log.error("job %s not handed back (%s); its lease will run out", record.id, exc)
+                    return
+                time.sleep(1.0)
 
     def _finish(
         self,
@@ -248,17 +170,49 @@ class Worker:
         error: dict[str, str] | None = None,
         metrics: dict[str, float] | None = None,
     ) -> None:
+        # The heartbeat keeps the lease alive while the final status waits out an outage.
+        heartbeat.drain_events()
+        recorded = self._record_final(record, status, result, error, metrics)
         heartbeat.stop()
-        try:
-            self.jobs.finish(
-                record.id, self.worker_id, status, result=result, error=error, metrics=metrics
-            )
-        except LeaseLost:
-            log.warning("job %s: could not record %s, the lease was lost", record.id, status)
+        if not recorded:
             return
         message = {
             JobStatus.SUCCEEDED: "Job succeeded.",
-            JobStatus.CANCELLED: "Job cancelled while running.",
+            JobStatus.CANCELLED: "Job cancelled while running; its trainer was stopped.",
             JobStatus.FAILED: f"Job failed: {error['message'] if error else ''}",
         }[status]
-        self.jobs.add_event(record.id, str(status), message, {"error": error} if error else {})
+        heartbeat.event(str(status), message, {"error": error} if error else {})
+        heartbeat.drain_events()
+        try:
+            self.checkpoints.delete(record.id)
+        except StorageError as exc:
+            log.warning("job %s: checkpoints not removed: %s", record.id, exc)
+
+    def _record_final(
+        self,
+        record: JobRecord,
+        status: JobStatus,
+        result: dict[str, Any] | None,
+        error: dict[str, str] | None,
+        metrics: dict[str, float] | None,
+    ) -> bool:
+        """Write the final status, waiting out a storage outage; False where the job moved on."""
+        delay = 0.5
+        while True:
+            try:
+                self.jobs.finish(
+                    record.id, self.worker_id, status, result=result, error=error, metrics=metrics
+                )
+                return True
+            except LeaseLost:
+                log.warning("job %s: could not record %s, the lease was lost", record.id, status)
+                return False
+            except StorageError as exc:
+                log.warning(
+                    "job %s: storage unreachable while recording %s; retrying: %s",
+                    record.id,
+                    status,
+                    exc,
+                )
+                time.sleep(delay + random.uniform(0, delay))
+                delay = min(delay * 2, 10.0)

@@ -128,6 +128,14 @@ class Stager:
                     "storage", f"Could not write the result to {output_uri}: {exc}."
                 ) from exc
 
+    def remove_outputs(self, output_uri: str, names: list[str]) -> None:
+        """Delete what ``upload_outputs`` wrote for ``names`` (a cancelled or failed publish)."""
+        store, prefix = self._storage.open(output_uri)
+        for name in names:
+            for info in list(store.list(prefix + name + "/")):
+                store.delete(info.key)
+            store.delete(prefix + name)
+
     def put_bytes(self, uri: str, data: bytes) -> None:
         """Write one small object (the manifest)."""
         store, key = self._storage.open(uri)

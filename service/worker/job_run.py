@@ -1,0 +1,254 @@
+"""One attempt at one job: stage, train (resuming from a checkpoint), gate, publish."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from service.jobs import JobRecord, JobStore
+from service.jobs.checkpoints import CheckpointStore
+from service.jobs.clock import parse, utcnow
+from service.storage.errors import StorageError
+from service.storage.uri import parse_uri
+from service.trainer.request import TrainingOutcome, TrainingRequest
+from service.worker.errors import JobAbandoned, JobCancelled, JobFailure, JobInterrupted
+from service.worker.gate import check_gate
+from service.worker.heartbeat import Heartbeat
+from service.worker.manifest import build_manifest
+from service.worker.runner import run_training
+from service.worker.staging import StagedInputs, Stager
+
+log = logging.getLogger(__name__)
+
+OUTPUT_NAMES = ("saved_model", "model.keras", "manifest.json")
+
+
+class JobRun:
+    """Runs one claimed attempt; raises JobFailure, JobCancelled, JobAbandoned or JobInterrupted.
+
+    Args:
+        record: The record as claimed.
+        jobs: The job store.
+        checkpoints: Where checkpoints are kept between attempts.
+        stager: Storage I/O for inputs and outputs.
+        heartbeat: The running heartbeat of this attempt (progress and events go through it).
+        job_dir: Local scratch for this attempt.
+        stopping: Set when the worker must hand the job back (SIGTERM).
+        min_batch_size: Out-of-memory retries halve the batch size down to this.
+    """
+
+    def __init__(
+        self,
+        record: JobRecord,
+        *,
+        jobs: JobStore,
+        checkpoints: CheckpointStore,
+        stager: Stager,
+        heartbeat: Heartbeat,
+        job_dir: Path,
+        stopping: threading.Event,
+        min_batch_size: int,
+    ) -> None:
+        self.record = record
+        self.jobs = jobs
+        self.checkpoints = checkpoints
+        self.stager = stager
+        self.heartbeat = heartbeat
+        self.job_dir = job_dir
+        self.stopping = stopping
+        self.min_batch_size = min_batch_size
+        self.published: list[str] = []
+        self._first_started = parse(record.started_at) if record.started_at else utcnow()
+
+    # supervision -----------------------------------------------------------------------
+    def watchdog(self) -> None:
+        """Called about once a second: stop for a cancel, a lost lease, a signal, a timeout."""
+        if self.heartbeat.lost:
+            raise JobAbandoned(self.record.id)
+        if self.heartbeat.cancel_requested:
+            raise JobCancelled(self.record.id)
+        if self.stopping.is_set():
+            raise JobInterrupted(self.record.id)
+        limit = self.record.spec["limits"]["max_runtime_seconds"]
+        if (utcnow() - self._first_started).total_seconds() > limit:
+            raise JobFailure(
+                "timeout",
+                f"The job ran past limits.max_runtime_seconds ({limit} s) and was stopped. "
+                "Raise the limit or train fewer epochs.",
+            )
+
+    def phase(self, phase: str) -> None:
+        """Record a new phase in the job's progress and events."""
+        self.heartbeat.update(progress={**self.heartbeat.progress, "phase": phase})
+        self.heartbeat.event("phase", f"Phase {phase}.", {"phase": phase})
+        self.heartbeat.flush()
+
+    # the attempt -----------------------------------------------------------------------
+    def execute(self) -> tuple[dict[str, Any], dict[str, float]]:
+        """Run the attempt to its result; returns (result, final metrics)."""
+        started = time.monotonic()
+        spec = self.record.spec
+        self.phase("downloading")
+        inputs = self.stager.stage_inputs(spec, self.job_dir / "inputs")
+        self.watchdog()
+        staged_at = time.monotonic()
+        outcome = self._train_with_oom_retries(inputs)
+        trained_at = time.monotonic()
+        check_gate(spec.get("gate"), outcome.metrics)
+        self.phase("uploading")
+        timings = {
+            "downloading": round(staged_at - started, 3),
+            "trainer_total": round(trained_at - staged_at, 3),
+        }
+        result = self._publish(inputs, outcome, timings)
+        self.watchdog()
+        return result, outcome.metrics
+
+    def _request(self, inputs: StagedInputs, batch_size: int) -> TrainingRequest:
+        spec = copy.deepcopy(self.record.spec)
+        spec["training"]["batch_size"] = batch_size
+        resume_from = None
+        latest = self.checkpoints.latest(self.record.id)
+        if latest is not None:
+            resume_from = str(self.checkpoints.download(latest, self.job_dir / "resume"))
+            self.heartbeat.event(
+                "resumed",
+                f"Resuming from the checkpoint after epoch {latest.epoch} "
+                f"(phase {latest.phase_index + 1}); earlier epochs are not repeated.",
+                {
+                    "epoch": latest.epoch,
+                    "phase_index": latest.phase_index,
+                    "attempt": self.record.attempt,
+                },
+            )
+        return TrainingRequest(
+            job_id=self.record.id,
+            spec=spec,
+            base_model_path=str(inputs.base_model_path),
+            train_path=str(inputs.train_path),
+            validation_path=str(inputs.validation_path) if inputs.validation_path else None,
+            output_dir=str(self.job_dir / "outputs"),
+            checkpoint_dir=str(self.job_dir / "checkpoints"),
+            resume_from=resume_from,
+        )
+
+    def _train_with_oom_retries(self, inputs: StagedInputs) -> TrainingOutcome:
+        batch_size = int(self.record.spec["training"]["batch_size"])
+        tried: list[int] = []
+        while True:
+            try:
+                return run_training(
+                    self._request(inputs, batch_size), self._on_message, self.watchdog
+                )
+            except JobFailure as failure:
+                if failure.code != "out_of_memory":
+                    raise
+                tried.append(batch_size)
+                smaller = batch_size // 2
+                if smaller < self.min_batch_size:
+                    sizes = ", ".join(str(size) for size in tried)
+                    raise JobFailure(
+                        "out_of_memory",
+                        f"Training ran out of memory at every batch size tried ({sizes}; the "
+                        f"floor is {self.min_batch_size}). Use a smaller dataset.image_size or "
+                        "a smaller base model, or run on a worker with more memory.",
+                    ) from failure
+                self.heartbeat.event(
+                    "oom_retry",
+                    f"Out of memory at batch size {batch_size}; retrying with {smaller}.",
+                    {"batch_size": batch_size, "next_batch_size": smaller},
+                )
+                batch_size = smaller
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "phase":
+            self.phase(message["phase"])
+        elif kind == "epoch":
+            self._on_epoch(message)
+        elif kind == "checkpoint":
+            self._on_checkpoint(message)
+        elif kind == "info":
+            self.heartbeat.event(
+                "info", str(message.get("message", "")), dict(message.get("data") or {})
+            )
+
+    def _on_epoch(self, message: dict[str, Any]) -> None:
+        epoch, epochs = int(message["epoch"]), int(message["epochs"])
+        metrics = {k: float(v) for k, v in message.get("metrics", {}).items()}
+        self.heartbeat.update(
+            progress={
+                "phase": "training",
+                "epoch": epoch,
+                "epochs": epochs,
+                "percent": round(100.0 * epoch / max(epochs, 1), 1),
+            },
+            metrics=metrics,
+        )
+        summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        self.heartbeat.event(
+            "epoch",
+            f"Epoch {epoch}/{epochs}: {summary}.",
+            {
+                "epoch": epoch,
+                "epochs": epochs,
+                "phase_index": message.get("phase_index", 0),
+                "metrics": metrics,
+            },
+        )
+        self.heartbeat.flush()
+
+    def _on_checkpoint(self, message: dict[str, Any]) -> None:
+        path = Path(message["path"])
+        try:
+            self.checkpoints.save(
+                self.record.id, path, int(message["epoch"]), int(message.get("phase_index", 0))
+            )
+        except StorageError as exc:
+            # Training goes on; a lost worker would then resume from an older checkpoint.
+            log.warning(
+                "job %s: checkpoint after epoch %s not uploaded: %s",
+                self.record.id,
+                message["epoch"],
+                exc,
+            )
+
+    def _publish(
+        self, inputs: StagedInputs, outcome: TrainingOutcome, timings: dict[str, float]
+    ) -> dict[str, Any]:
+        output = parse_uri(self.record.spec["output"]["uri"])
+        uris = {
+            "saved_model_uri": str(output.child(outcome.saved_model_dir + "/")),
+            "keras_uri": str(output.child(outcome.keras_file)),
+            "manifest_uri": str(output.child("manifest.json")),
+        }
+        upload_started = time.monotonic()
+        names = [outcome.saved_model_dir, outcome.keras_file]
+        self.published = [*names, "manifest.json"]
+        self.stager.upload_outputs(str(output), self.job_dir / "outputs", names)
+        timings["uploading"] = round(time.monotonic() - upload_started, 3)
+        manifest = build_manifest(self.record, inputs, outcome, uris, timings)
+        self.stager.put_bytes(uris["manifest_uri"], manifest)
+        self.heartbeat.event("published", f"Model written to {output}.", uris)
+        return {
+            **uris,
+            "metrics": outcome.metrics,
+            "history": outcome.history,
+            "class_names": outcome.class_names,
+        }
+
+    def remove_partial_outputs(self) -> None:
+        """Delete what a publish that did not finish wrote (manifest first: it marks success)."""
+        if not self.published:
+            return
+        output_uri = self.record.spec["output"]["uri"]
+        try:
+            self.stager.remove_outputs(output_uri, list(reversed(self.published)))
+        except StorageError as exc:
+            log.warning(
+                "job %s: partial outputs under %s not removed: %s", self.record.id, output_uri, exc
+            )
