@@ -19,6 +19,7 @@ from schemas import (
 )
 from service.api import services
 from service.jobs import JobIsFinal, NoSuchJob
+from service.jobs.idempotency import MAX_KEY_LENGTH, IdempotencyConflict, create_once
 from service.jobs.store import InvalidCursor
 from service.storage.uri import parse_uri
 
@@ -30,6 +31,14 @@ blp = Blueprint(
 )
 
 TENANT = "default"
+IDEMPOTENCY_HEADER = {
+    "in": "header",
+    "name": "Idempotency-Key",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": "Repeat a POST safely: the same key and body return the first job (200); "
+    "the same key with another body is a 409.",
+}
 STORAGE_FIELDS = (
     ("base_model", "uri"),
     ("dataset", "train"),
@@ -116,13 +125,35 @@ class Jobs(MethodView):
         JobSchema,
         headers={"Location": {"description": "/v1/jobs/{id}", "schema": {"type": "string"}}},
     )
+    @blp.alt_response(
+        200,
+        schema=JobSchema,
+        description="A repeated Idempotency-Key with the same body: the job it made.",
+    )
+    @blp.alt_response(
+        409, schema=ErrorSchema, description="The Idempotency-Key was used with a different body."
+    )
     @blp.alt_response(422, schema=ErrorSchema, description="A field is invalid; errors names it.")
+    @blp.doc(parameters=[IDEMPOTENCY_HEADER])
     def post(self, spec: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
-        """Validate a job spec and queue it."""
+        """Validate a job spec and queue it.
+
+        With an ``Idempotency-Key`` header, repeating the request (same key, same body) returns
+        the job the first one created, with 200, however many replicas answer.
+        """
         _check_storage_schemes(spec)
-        record = services().jobs.create(spec, tenant=TENANT)
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            record, created = services().jobs.create(spec, tenant=TENANT), True
+        else:
+            if not 0 < len(key) <= MAX_KEY_LENGTH:
+                abort(400, message=f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} characters.")
+            try:
+                record, created = create_once(services().jobs, spec, TENANT, key)
+            except IdempotencyConflict as exc:
+                abort(409, message=f"{exc} Use a new key for a new job.")
         location = url_for("jobs.Job", job_id=record.id)
-        return record.public(), 201, {"Location": location}
+        return record.public(), 201 if created else 200, {"Location": location}
 
 
 @blp.route("/<string:job_id>")

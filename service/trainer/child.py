@@ -52,6 +52,7 @@ def run_in_child(request: dict[str, Any], events: EventQueue) -> None:
     try:
         from service.trainer.run import train
 
+        _inject_faults(request)
         outcome = train(TrainingRequest(**request), events.put)
     except Exception as exc:  # the process boundary: every failure becomes one message
         code, message = describe_failure(exc)
@@ -61,6 +62,18 @@ def run_in_child(request: dict[str, Any], events: EventQueue) -> None:
         events.put(_error("internal", "The trainer was interrupted.", exc))
         raise
     events.put({"type": "result", "outcome": outcome.to_dict()})
+
+
+#: Test-only fault injection: a batch size above this value fails as out of memory. No device
+#: here can be made to run out of memory on demand, and the worker's retry-with-half-the-batch
+#: logic must be tested through the real child process; unset in every real deployment.
+FAULT_OOM_ABOVE_BATCH = "FINETUNE_FAULT_OOM_ABOVE_BATCH"
+
+
+def _inject_faults(request: dict[str, Any]) -> None:
+    limit = os.environ.get(FAULT_OOM_ABOVE_BATCH)
+    if limit and int(request["spec"]["training"]["batch_size"]) > int(limit):
+        raise MemoryError(f"fault injected by {FAULT_OOM_ABOVE_BATCH}={limit}")
 
 
 def describe_failure(exc: BaseException) -> tuple[str, str]:

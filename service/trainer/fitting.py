@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 
 from service.trainer.callbacks import ProgressCallback
+from service.trainer.checkpointing import CheckpointCallback, ResumeState, restore_optimizer
 from service.trainer.compiling import compile_model
 from service.trainer.data import ImageDatasets
 from service.trainer.errors import Incompatible, InvalidDataset, OutOfMemory
@@ -38,13 +39,22 @@ class FitResult:
 
 
 def fit_phases(
-    built: BuiltModel, data: ImageDatasets, plan: TrainingPlan, report: Report
+    built: BuiltModel,
+    data: ImageDatasets,
+    plan: TrainingPlan,
+    report: Report,
+    checkpoint_dir: str | None = None,
+    resume: ResumeState | None = None,
 ) -> FitResult:
     """Runs every phase of the plan on ``built.model``.
 
     Each phase applies its freeze rule, recompiles (fresh optimizer at the phase's learning rate),
     and fits from the epoch the previous phase ended at. A phase that early stopping ends goes on to
     the next phase; its best weights are restored first where so configured.
+
+    With ``checkpoint_dir`` a checkpoint is saved after every epoch. With ``resume`` (weights
+    already restored) the phases before the checkpoint's only replay their freezing, and its
+    phase continues after its last epoch with the optimizer's saved state.
 
     Raises:
         Incompatible: A freeze rule does not fit the model, or early stopping names an unknown
@@ -56,9 +66,14 @@ def fit_phases(
     freezer = Freezer(built)
     result = FitResult()
     epochs_done = 0
+    if resume is not None:
+        result.history = list(resume.history)
+        epochs_done = resume.epoch
     for position, phase in enumerate(plan.phases):
         summary = freezer.apply(phase.freeze, phase.freeze_field)
         result.trainable_weights = summary.trainable_weights
+        if resume is not None and phase.index < resume.phase_index:
+            continue  # finished before the checkpoint: only its freezing is replayed
         report(
             {
                 "type": "info",
@@ -89,7 +104,14 @@ def fit_phases(
             loss=training.loss,
             metrics=training.metrics,
         )
-        epochs_total = epochs_done + sum(p.epochs for p in plan.phases[position:])
+        phase_start, to_run = epochs_done, phase.epochs
+        if resume is not None and phase.index == resume.phase_index:
+            restore_optimizer(built.model, resume)
+            phase_start = resume.phase_start_epoch
+            to_run = phase_start + phase.epochs - epochs_done
+        epochs_total = epochs_done + to_run + sum(p.epochs for p in plan.phases[position + 1 :])
+        if to_run <= 0:
+            continue
         progress = ProgressCallback(report, phase.index, epochs_total, result.history)
         callbacks: list[keras.callbacks.Callback] = [progress]
         stopper = early_stopping(
@@ -97,11 +119,17 @@ def fit_phases(
         )
         if stopper is not None:
             callbacks.append(stopper)
+        if checkpoint_dir is not None:
+            callbacks.append(
+                CheckpointCallback(checkpoint_dir, phase.index, phase_start, result.history, report)
+            )
         first = len(result.history)
-        _fit(built.model, data, epochs_done, phase, callbacks)
+        _fit(built.model, data, epochs_done, to_run, phase, callbacks)
         phase_history = result.history[first:]
         epochs_done += len(phase_history)
         result.metrics, result.restored_epoch = _final_metrics(phase_history, stopper)
+    if not result.metrics and result.history:  # resumed after the very last epoch
+        result.metrics, _ = _final_metrics(result.history[-1:], None)
     return result
 
 
@@ -154,6 +182,7 @@ def _fit(
     model: keras.Model,
     data: ImageDatasets,
     initial_epoch: int,
+    epochs: int,
     phase: Phase,
     callbacks: list[keras.callbacks.Callback],
 ) -> None:
@@ -161,7 +190,7 @@ def _fit(
         model.fit(
             data.train,
             validation_data=data.validation,
-            epochs=initial_epoch + phase.epochs,
+            epochs=initial_epoch + epochs,
             initial_epoch=initial_epoch,
             callbacks=callbacks,
             shuffle=False,  # the pipeline shuffles; Keras cannot shuffle a tf.data.Dataset

@@ -10,6 +10,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from service.trainer.checkpointing import load_resume_state, restore_weights
 from service.trainer.compiling import check_loss_and_metrics
 from service.trainer.data import label_mode_for_loss, load_image_datasets
 from service.trainer.export import export_model
@@ -95,8 +96,14 @@ def train(request: TrainingRequest, report: Report) -> TrainingOutcome:
     timings["loading"] = _since(started)
 
     started = time.monotonic()
+    resume = None
+    if request.resume_from:
+        resume = load_resume_state(request.resume_from)
+        restore_weights(built.model, resume)
     report({"type": "phase", "phase": "training"})
-    fitted = fit_phases(built, data, plan, report)
+    fitted = fit_phases(
+        built, data, plan, report, checkpoint_dir=request.checkpoint_dir, resume=resume
+    )
     timings["training"] = _since(started)
 
     started = time.monotonic()

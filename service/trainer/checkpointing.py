@@ -1,0 +1,141 @@
+"""Per-epoch checkpoints and resuming from one.
+
+A checkpoint is a folder ``epoch-<k>/`` holding the model's weights (``model.weights.h5``), the
+optimizer's variables in order (``optimizer.npz``: its step counter and every slot), and
+``state.json`` (the global epoch, the phase and the epoch the phase began at, the history so far).
+It is written under a temporary name and renamed when complete, so a half-written checkpoint is
+never reported. The worker uploads each one and deletes the local copy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from service.trainer.errors import TrainerError
+
+WEIGHTS_FILE = "model.weights.h5"
+OPTIMIZER_FILE = "optimizer.npz"
+STATE_FILE = "state.json"
+
+
+@dataclass(frozen=True)
+class ResumeState:
+    """Where an interrupted run stopped.
+
+    Attributes:
+        directory: The checkpoint folder.
+        epoch: Global epochs finished (1-based count across phases).
+        phase_index: The phase the last finished epoch belonged to.
+        phase_start_epoch: Global epochs finished when that phase began.
+        history: The history entries of every finished epoch.
+    """
+
+    directory: Path
+    epoch: int
+    phase_index: int
+    phase_start_epoch: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
+    """Saves a checkpoint at the end of every epoch and reports it.
+
+    Args:
+        directory: Where ``epoch-<k>/`` folders go.
+        phase_index: The phase this ``fit`` runs.
+        phase_start_epoch: Global epochs finished when the phase began.
+        history: The shared history list (ProgressCallback appends to it first).
+        report: Receives ``{"type": "checkpoint", "path", "epoch", "phase_index"}``.
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        phase_index: int,
+        phase_start_epoch: int,
+        history: list[dict[str, Any]],
+        report: Any,
+    ) -> None:
+        super().__init__()
+        self.directory = Path(directory)
+        self.phase_index = phase_index
+        self.phase_start_epoch = phase_start_epoch
+        self.history = history
+        self.report = report
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        """Keras calls this with the 0-based global epoch."""
+        done = epoch + 1
+        target = self.directory / f"epoch-{done:05d}"
+        temporary = self.directory / f".tmp-epoch-{done:05d}"
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir(parents=True)
+        self.model.save_weights(temporary / WEIGHTS_FILE)
+        variables = [np.asarray(variable) for variable in self.model.optimizer.variables]
+        np.savez(temporary / OPTIMIZER_FILE, *variables)
+        state = {
+            "epoch": done,
+            "phase_index": self.phase_index,
+            "phase_start_epoch": self.phase_start_epoch,
+            "history": self.history,
+        }
+        (temporary / STATE_FILE).write_text(json.dumps(state))
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(temporary, target)
+        self.report(
+            {
+                "type": "checkpoint",
+                "path": str(target),
+                "epoch": done,
+                "phase_index": self.phase_index,
+            }
+        )
+
+
+def load_resume_state(directory: str) -> ResumeState:
+    """Read a checkpoint folder's state; TrainerError where it is unusable."""
+    path = Path(directory)
+    try:
+        state = json.loads((path / STATE_FILE).read_text())
+        return ResumeState(
+            directory=path,
+            epoch=int(state["epoch"]),
+            phase_index=int(state["phase_index"]),
+            phase_start_epoch=int(state["phase_start_epoch"]),
+            history=list(state["history"]),
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        raise TrainerError(
+            f"The job's checkpoint in {path.name} is unreadable; cancel and resubmit the job."
+        ) from exc
+
+
+def restore_weights(model: keras.Model, state: ResumeState) -> None:
+    """Load the checkpoint's weights into a model built the same way."""
+    model.load_weights(state.directory / WEIGHTS_FILE)
+
+
+def restore_optimizer(model: keras.Model, state: ResumeState) -> None:
+    """Give the freshly compiled model's optimizer the checkpoint's variables (moments, step)."""
+    optimizer = model.optimizer
+    optimizer.build(model.trainable_variables)
+    with np.load(state.directory / OPTIMIZER_FILE) as saved:
+        arrays = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    variables = list(optimizer.variables)
+    if len(arrays) != len(variables) or any(
+        tuple(a.shape) != tuple(v.shape) for a, v in zip(arrays, variables, strict=True)
+    ):
+        raise TrainerError(
+            "The job's checkpoint does not fit the model it rebuilt (the spec or "
+            "the base model changed); cancel and resubmit the job."
+        )
+    for variable, array in zip(variables, arrays, strict=True):
+        variable.assign(array)
