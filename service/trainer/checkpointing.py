@@ -19,6 +19,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from service.trainer.callbacks import scalar_metrics
 from service.trainer.errors import TrainerError
 
 WEIGHTS_FILE = "model.weights.h5"
@@ -48,11 +49,14 @@ class ResumeState:
 class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
     """Saves a checkpoint at the end of every epoch and reports it.
 
+    It goes before ProgressCallback in the callback list: the worker handles messages in order,
+    so a job's progress shows epoch k only once the checkpoint after epoch k is stored.
+
     Args:
         directory: Where ``epoch-<k>/`` folders go.
         phase_index: The phase this ``fit`` runs.
         phase_start_epoch: Global epochs finished when the phase began.
-        history: The shared history list (ProgressCallback appends to it first).
+        history: The shared history list (ProgressCallback appends this epoch after us).
         report: Receives ``{"type": "checkpoint", "path", "epoch", "phase_index"}``.
     """
 
@@ -81,11 +85,14 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self.model.save_weights(temporary / WEIGHTS_FILE)
         variables = [np.asarray(variable) for variable in self.model.optimizer.variables]
         np.savez(temporary / OPTIMIZER_FILE, *variables)
+        history = list(self.history)
+        if not history or history[-1]["epoch"] != done:  # runs before ProgressCallback
+            history.append({"epoch": done, "phase": self.phase_index, **scalar_metrics(logs)})
         state = {
             "epoch": done,
             "phase_index": self.phase_index,
             "phase_start_epoch": self.phase_start_epoch,
-            "history": self.history,
+            "history": history,
         }
         (temporary / STATE_FILE).write_text(json.dumps(state))
         shutil.rmtree(target, ignore_errors=True)

@@ -120,8 +120,11 @@ def fit_phases(
         if stopper is not None:
             callbacks.append(stopper)
         if checkpoint_dir is not None:
-            callbacks.append(
-                CheckpointCallback(checkpoint_dir, phase.index, phase_start, result.history, report)
+            callbacks.insert(
+                0,
+                CheckpointCallback(
+                    checkpoint_dir, phase.index, phase_start, result.history, report
+                ),
             )
         first = len(result.history)
         _fit(built.model, data, epochs_done, to_run, phase, callbacks)
