@@ -265,6 +265,7 @@ def test_storage_outage_gives_503_and_jobs_complete_after(tmp_path: Path,
         time.sleep(max(0.0, 6 - (time.monotonic() - started)))
         proxy.start()
         final = stack.client.wait(job["id"], timeout=300, logs=stack.logs())
+        epochs = [e["data"]["epoch"] for e in _events(stack, job["id"], "epoch")]
     finally:
         for process in stack.workers:
             process.stop()
@@ -274,5 +275,4 @@ def test_storage_outage_gives_503_and_jobs_complete_after(tmp_path: Path,
     record = json.loads(S3ObjectStore(stack.s3, stack.state_bucket)
                         .get(f"jobs/jobs/{job['id']}.json").data)
     assert record["status"] == "succeeded" and record["version"] > 3
-    epochs = [e["data"]["epoch"] for e in _events(stack, job["id"], "epoch")]
     assert epochs == sorted(epochs) and epochs[-1] == 6  # events caught up, in order
