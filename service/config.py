@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from service.storage.uri import parse_uri
 
@@ -29,6 +30,21 @@ class Config:
         heartbeat_seconds: How often a worker renews its lease and reports progress.
         poll_seconds: How often an idle worker looks for queued jobs.
         max_body_bytes: Largest request body the API accepts.
+        webhook_secret: Service-wide HMAC key for webhook signatures
+            (``FINETUNE_WEBHOOK_SECRET``; unset: webhooks go out unsigned, and the log says so).
+        webhook_allow_private: Whether webhook URLs may point at loopback, link-local or
+            private addresses (``FINETUNE_WEBHOOK_ALLOW_PRIVATE=1``; off by default: no SSRF).
+        webhook_max_attempts: Deliveries tried per final status (``FINETUNE_WEBHOOK_MAX_ATTEMPTS``).
+        webhook_backoff_seconds: First retry delay, doubled each time
+            (``FINETUNE_WEBHOOK_BACKOFF_SECONDS``).
+        webhook_timeout_seconds: Per-attempt connect and read timeout
+            (``FINETUNE_WEBHOOK_TIMEOUT_SECONDS``).
+        worker_metrics_port: Where a worker serves its Prometheus metrics
+            (``FINETUNE_WORKER_METRICS_PORT``; unset: not served).
+        metrics_cache_seconds: How long the API reuses its count of jobs by status
+            (``FINETUNE_METRICS_CACHE_SECONDS``).
+        metrics_scan_limit: How many of the newest jobs ``/metrics`` counts by status
+            (``FINETUNE_METRICS_SCAN_LIMIT``).
     """
 
     state_uri: str = field(default_factory=default_state_uri)
@@ -38,6 +54,14 @@ class Config:
     heartbeat_seconds: float = 5.0
     poll_seconds: float = 1.0
     max_body_bytes: int = 1024 * 1024
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_allow_private: bool = False
+    webhook_max_attempts: int = 5
+    webhook_backoff_seconds: float = 2.0
+    webhook_timeout_seconds: float = 10.0
+    worker_metrics_port: int | None = None
+    metrics_cache_seconds: float = 10.0
+    metrics_scan_limit: int = 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -57,4 +81,30 @@ class Config:
             ),
             poll_seconds=float(env.get("FINETUNE_POLL_SECONDS") or defaults.poll_seconds),
             max_body_bytes=int(env.get("FINETUNE_MAX_BODY_BYTES") or defaults.max_body_bytes),
+            **_observability_from_env(env, defaults),
         )
+
+
+def _observability_from_env(env: Mapping[str, str], defaults: Config) -> dict[str, Any]:
+    """Webhook and metrics settings (issue 6), kept apart so other settings merge cleanly."""
+    port = env.get("FINETUNE_WORKER_METRICS_PORT")
+    return {
+        "webhook_secret": env.get("FINETUNE_WEBHOOK_SECRET") or None,
+        "webhook_allow_private": env.get("FINETUNE_WEBHOOK_ALLOW_PRIVATE") == "1",
+        "webhook_max_attempts": int(
+            env.get("FINETUNE_WEBHOOK_MAX_ATTEMPTS") or defaults.webhook_max_attempts
+        ),
+        "webhook_backoff_seconds": float(
+            env.get("FINETUNE_WEBHOOK_BACKOFF_SECONDS") or defaults.webhook_backoff_seconds
+        ),
+        "webhook_timeout_seconds": float(
+            env.get("FINETUNE_WEBHOOK_TIMEOUT_SECONDS") or defaults.webhook_timeout_seconds
+        ),
+        "worker_metrics_port": int(port) if port else None,
+        "metrics_cache_seconds": float(
+            env.get("FINETUNE_METRICS_CACHE_SECONDS") or defaults.metrics_cache_seconds
+        ),
+        "metrics_scan_limit": int(
+            env.get("FINETUNE_METRICS_SCAN_LIMIT") or defaults.metrics_scan_limit
+        ),
+    }

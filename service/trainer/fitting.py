@@ -38,13 +38,18 @@ class FitResult:
 
 
 def fit_phases(
-    built: BuiltModel, data: ImageDatasets, plan: TrainingPlan, report: Report
+    built: BuiltModel,
+    data: ImageDatasets,
+    plan: TrainingPlan,
+    report: Report,
+    extra_callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> FitResult:
     """Runs every phase of the plan on ``built.model``.
 
     Each phase applies its freeze rule, recompiles (fresh optimizer at the phase's learning rate),
     and fits from the epoch the previous phase ended at. A phase that early stopping ends goes on to
-    the next phase; its best weights are restored first where so configured.
+    the next phase; its best weights are restored first where so configured. ``extra_callbacks``
+    (TensorBoard) run in every phase.
 
     Raises:
         Incompatible: A freeze rule does not fit the model, or early stopping names an unknown
@@ -91,7 +96,7 @@ def fit_phases(
         )
         epochs_total = epochs_done + sum(p.epochs for p in plan.phases[position:])
         progress = ProgressCallback(report, phase.index, epochs_total, result.history)
-        callbacks: list[keras.callbacks.Callback] = [progress]
+        callbacks: list[keras.callbacks.Callback] = [progress, *extra_callbacks]
         stopper = early_stopping(
             training.early_stopping, data.validation is not None, training.metrics, report
         )

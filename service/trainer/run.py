@@ -10,6 +10,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from service.trainer.callbacks import tensorboard_callback
 from service.trainer.compiling import check_loss_and_metrics
 from service.trainer.data import label_mode_for_loss, load_image_datasets
 from service.trainer.export import export_model
@@ -96,7 +97,7 @@ def train(request: TrainingRequest, report: Report) -> TrainingOutcome:
 
     started = time.monotonic()
     report({"type": "phase", "phase": "training"})
-    fitted = fit_phases(built, data, plan, report)
+    fitted = fit_phases(built, data, plan, report, [tensorboard_callback(request.output_dir)])
     timings["training"] = _since(started)
 
     started = time.monotonic()

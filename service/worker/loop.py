@@ -14,6 +14,7 @@ from typing import Any
 
 from service.context import Services
 from service.jobs import JobRecord, JobStatus, LeaseLost
+from service.logs import job_logging
 from service.storage.errors import StorageError
 from service.storage.uri import parse_uri
 from service.trainer.request import TrainingOutcome, TrainingRequest
@@ -21,8 +22,10 @@ from service.worker.errors import JobAbandoned, JobCancelled, JobFailure
 from service.worker.gate import check_gate
 from service.worker.heartbeat import Heartbeat
 from service.worker.manifest import build_manifest
+from service.worker.observer import JobObserver
 from service.worker.runner import run_training
 from service.worker.staging import Stager
+from service.worker.visuals import prepare_visuals
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,7 @@ class Worker:
         self.worker_id = worker_id or default_worker_id()
         self.stager = Stager(services.storage)
         self.stopping = threading.Event()
+        self.observer = JobObserver(services)  # metrics and webhooks (observer.py)
 
     def run_forever(self) -> None:
         """Work until ``stopping`` is set."""
@@ -51,9 +55,11 @@ class Worker:
                 ran = self.run_once()
             except StorageError as exc:
                 log.warning("storage unavailable while looking for work: %s", exc)
+                self.observer.storage_error("poll")
                 ran = False
             if not ran:
                 self.stopping.wait(self.config.poll_seconds)
+        self.observer.close()
         log.info("worker %s stopped", self.worker_id)
 
     def run_once(self) -> bool:
@@ -61,7 +67,9 @@ class Worker:
         record = self.jobs.claim_next(self.worker_id, self.config.lease_seconds)
         if record is None:
             return False
-        self.run_job(record)
+        with job_logging(record.id):
+            self.observer.job_started(record)
+            self.run_job(record)
         return True
 
     def run_job(self, record: JobRecord) -> None:
@@ -176,6 +184,7 @@ class Worker:
     def _on_trainer_message(
         self, record: JobRecord, heartbeat: Heartbeat, message: dict[str, Any]
     ) -> None:
+        self.observer.on_message(message)
         kind = message.get("type")
         if kind == "phase":
             self._phase(record, heartbeat, message["phase"])
@@ -223,10 +232,14 @@ class Worker:
             "keras_uri": str(output.child(outcome.keras_file)),
             "manifest_uri": str(output.child("manifest.json")),
         }
+        visuals = prepare_visuals(outcome.history, outputs_dir, record.name or record.id)
         upload_started = time.monotonic()
         self.stager.upload_outputs(
-            str(output), outputs_dir, [outcome.saved_model_dir, outcome.keras_file]
+            str(output),
+            outputs_dir,
+            [outcome.saved_model_dir, outcome.keras_file, *(v.rstrip("/") for v in visuals.values())],
         )
+        uris.update({field: str(output.child(name)) for field, name in visuals.items()})
         timings["uploading"] = round(time.monotonic() - upload_started, 3)
         manifest = build_manifest(record, inputs, outcome, uris, timings)
         self.stager.put_bytes(uris["manifest_uri"], manifest)
@@ -250,7 +263,7 @@ class Worker:
     ) -> None:
         heartbeat.stop()
         try:
-            self.jobs.finish(
+            finished = self.jobs.finish(
                 record.id, self.worker_id, status, result=result, error=error, metrics=metrics
             )
         except LeaseLost:
@@ -262,3 +275,4 @@ class Worker:
             JobStatus.FAILED: f"Job failed: {error['message'] if error else ''}",
         }[status]
         self.jobs.add_event(record.id, str(status), message, {"error": error} if error else {})
+        self.observer.job_finished(finished)  # after the status is recorded; never blocks
