@@ -105,7 +105,9 @@ VALIDATION_ERROR_EXAMPLE: dict[str, Any] = {
     "message": "The request has invalid fields: see errors.",
     "errors": {
         "json": {
-            "training": {"epochs": ["Must be greater than or equal to 1 and less than or equal to 1000."]},
+            "training": {
+                "epochs": ["Must be greater than or equal to 1 and less than or equal to 1000."]
+            },
             "base_model": {"uri": ["Unsupported storage scheme 'http': use s3:// or file://."]},
             "tuning": ["Unknown field."],
         }

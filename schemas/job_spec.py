@@ -249,10 +249,10 @@ class NotifySchema(Schema):
         required=True,
         metadata={
             "description": (
-                "Gets a POST of {\"type\": \"job.finished\", \"delivery_id\", \"job\"} on "
+                'Gets a POST of {"type": "job.finished", "delivery_id", "job"} on '
                 "every final status (succeeded, failed, cancelled), signed with HMAC-SHA256: "
                 "header X-Finetune-Signature: sha256=<hex of HMAC(secret, "
-                "\"{X-Finetune-Timestamp}.{body}\")>. Retried with exponential backoff on "
+                '"{X-Finetune-Timestamp}.{body}")>. Retried with exponential backoff on '
                 "network errors, 408, 429 and 5xx; redirects are not followed. Loopback, "
                 "link-local and private addresses are refused unless the operator allows them."
             ),

@@ -16,8 +16,8 @@ from schemas import (
     JobListSchema,
     JobSchema,
     JobSpecSchema,
+    examples,
 )
-from schemas import examples
 from service.api import services
 from service.jobs import JobIsFinal, NoSuchJob
 from service.jobs.store import InvalidCursor
@@ -184,7 +184,10 @@ class Job(MethodView):
         },
     )
     @blp.alt_response(
-        404, schema=ErrorSchema, description="No such job.", example=examples.NOT_FOUND_ERROR_EXAMPLE
+        404,
+        schema=ErrorSchema,
+        description="No such job.",
+        example=examples.NOT_FOUND_ERROR_EXAMPLE,
     )
     def get(self, job_id: str) -> dict[str, Any]:
         """The job: status, progress, metrics, result or error."""
@@ -197,7 +200,10 @@ class JobCancel(MethodView):
 
     @blp.response(202, JobSchema)
     @blp.alt_response(
-        404, schema=ErrorSchema, description="No such job.", example=examples.NOT_FOUND_ERROR_EXAMPLE
+        404,
+        schema=ErrorSchema,
+        description="No such job.",
+        example=examples.NOT_FOUND_ERROR_EXAMPLE,
     )
     @blp.alt_response(
         409,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 
 from flask import Flask, Response, g, request
 from prometheus_client import (
@@ -13,6 +14,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
@@ -69,19 +71,19 @@ def render(store_collector: Collector) -> Response:
     registry = CollectorRegistry(auto_describe=False)
     directory = multiprocess_dir()
     if directory:
-        MultiProcessCollector(registry, path=directory)
+        MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
     else:
         registry.register(_Delegate(PROCESS_REGISTRY))
     registry.register(store_collector)
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
 
-class _Delegate(Collector):  # type: ignore[misc]
+class _Delegate(Collector):
     """Collects another registry's metrics (a collector may belong to one registry only)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self._registry = registry
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self) -> Iterable[Metric]:
         """Everything the other registry has."""
         return self._registry.collect()

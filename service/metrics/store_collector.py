@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 MAX_QUEUE_COUNT = 10_000
 
 
-class StoreCollector(Collector):  # type: ignore[misc]
+class StoreCollector(Collector):
     """Counts jobs by status among the newest ``scan_limit`` and the queued ones.
 
     Counting reads job records, so the numbers are cached for ``cache_seconds``: scrapes by

@@ -105,7 +105,7 @@ class WorkerMetrics:
         """Count one finished webhook delivery."""
         self.webhooks.labels(outcome).inc()
 
-    def serve(self, port: int, address: str = "0.0.0.0") -> None:  # noqa: S104
+    def serve(self, port: int, address: str = "0.0.0.0") -> None:
         """Serve ``/metrics`` on ``port`` from a daemon thread."""
         start_http_server(port, addr=address, registry=self.registry)
         log.info("worker metrics on http://%s:%d/metrics", address, port)

@@ -5,7 +5,8 @@ job), are retried with exponential backoff, and refuse loopback, link-local and 
 addresses unless the operator allows them (no server-side request forgery).
 """
 
-from service.webhooks.addresses import ForbiddenAddress, check_literal_host, forbidden_reason
+from service.webhooks.addresses import check_literal_host, forbidden_reason
+from service.webhooks.errors import ForbiddenAddress
 from service.webhooks.secrets import ServiceWideSecret, WebhookSecrets
 from service.webhooks.sender import DeliveryOutcome, WebhookSender
 from service.webhooks.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify

@@ -237,7 +237,11 @@ class Worker:
         self.stager.upload_outputs(
             str(output),
             outputs_dir,
-            [outcome.saved_model_dir, outcome.keras_file, *(v.rstrip("/") for v in visuals.values())],
+            [
+                outcome.saved_model_dir,
+                outcome.keras_file,
+                *(n.rstrip("/") for n in visuals.values()),
+            ],
         )
         uris.update({field: str(output.child(name)) for field, name in visuals.items()})
         timings["uploading"] = round(time.monotonic() - upload_started, 3)
