@@ -19,7 +19,6 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_BREAK_SYSTEM_PACKAGES=1 \
     FINETUNE_WORK_DIR=/var/lib/finetune/work \
     FINETUNE_STATE_URI=file:///var/lib/finetune/state \
-    PROMETHEUS_MULTIPROC_DIR=/tmp/finetune-metrics \
     MPLCONFIGDIR=/tmp/matplotlib
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]

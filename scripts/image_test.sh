@@ -53,7 +53,7 @@ fi
 
 # 2. The service image, from the Dockerfile as it is.
 say "buildah build --build-arg BASE_IMAGE=$BASE_TAG"
-buildah "${STORAGE[@]}" build --isolation chroot --layers=false \
+buildah "${STORAGE[@]}" build --isolation chroot --layers=false --format docker \
     --build-arg BASE_IMAGE="$BASE_TAG" -t "$IMAGE_TAG" -f Dockerfile . >"$WORK/build.log" 2>&1 \
     || { tail -40 "$WORK/build.log"; exit 1; }
 say "built $IMAGE_TAG"
@@ -65,6 +65,8 @@ run() { buildah "${STORAGE[@]}" run --isolation chroot "$ctr" -- "$@"; }
 
 user=$(buildah "${STORAGE[@]}" inspect --format '{{.OCIv1.Config.User}}' "$IMAGE_TAG")
 [ "$user" = "10001" ] || { echo "image user is '$user', expected 10001"; exit 1; }
+health=$(buildah "${STORAGE[@]}" inspect --format '{{.Docker.Config.Healthcheck.Test}}' "$IMAGE_TAG")
+[[ "$health" == *"/healthz"* ]] || { echo "no health check on /healthz in the image: '$health'"; exit 1; }
 [ "$(run id -u)" = "10001" ] || { echo "commands do not run as uid 10001"; exit 1; }
 run finetune --help | grep -q "exit codes:" || { echo "finetune --help failed"; exit 1; }
 run python3 -m service --help >/dev/null

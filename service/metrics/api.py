@@ -18,6 +18,16 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+def _ensure_multiprocess_dir() -> None:
+    # prometheus_client opens its value files there as soon as a metric is made: a directory
+    # named but not yet created (a fresh emptyDir mount point, a container's /tmp) must exist.
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        os.makedirs(path, exist_ok=True)
+
+
+_ensure_multiprocess_dir()
+
 #: The metrics of this process; in multiprocess mode their values live in files that
 #: MultiProcessCollector sums over every gunicorn worker.
 PROCESS_REGISTRY = CollectorRegistry(auto_describe=True)
