@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.app import create_app
+from service.config import Config
 from tests.helpers.specs import raw_spec
 
 
@@ -19,7 +22,12 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-def test_metrics_count_jobs_by_status_and_queue_and_time_requests(client: FlaskClient) -> None:
+def test_metrics_count_jobs_by_status_and_queue_and_time_requests(tmp_path: Path) -> None:
+    client = create_app(
+        Config(state_uri=f"file://{tmp_path / 'state'}", metrics_cache_seconds=0)
+    ).test_client()
+    # Request metrics belong to the process (other tests' requests count too): compare counts.
+    before = _samples(client.get("/metrics").get_data(as_text=True))
     for _ in range(2):
         assert client.post("/v1/jobs", json=raw_spec()).status_code == 201
     assert client.get("/v1/jobs/ftj_nope").status_code == 404
@@ -36,12 +44,12 @@ def test_metrics_count_jobs_by_status_and_queue_and_time_requests(client: FlaskC
         "finetune_api_request_duration_seconds_count",
         (("method", "POST"), ("route", "/v1/jobs"), ("status", "201")),
     )
-    assert samples[created] == 2
+    assert samples[created] - before.get(created, 0) == 2
     missing = (
         "finetune_api_request_duration_seconds_count",
         (("method", "GET"), ("route", "/v1/jobs/<string:job_id>"), ("status", "404")),
     )
-    assert samples[missing] == 1, "the route label is the URL rule, not the raw path"
+    assert samples[missing] - before.get(missing, 0) == 1, "the route label is the URL rule"
 
 
 @pytest.mark.parametrize(
