@@ -18,6 +18,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+
 def _ensure_multiprocess_dir() -> None:
     # prometheus_client opens its value files there as soon as a metric is made: a directory
     # named but not yet created (a fresh emptyDir mount point, a container's /tmp) must exist.
