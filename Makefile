@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8080
 
-.PHONY: install serve worker test lint pytest clean
+.PHONY: install serve worker test lint lint-deploy pytest image-test browser clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,15 +21,30 @@ serve: install
 worker: install
 	$(PY) -m service worker
 
-## Lint, type-check and run every test (what CI runs)
-test: install lint pytest
+## Lint, type-check, lint the deployment files and run every test (what CI runs)
+test: install lint lint-deploy pytest
 
 lint: install
 	$(VENV)/bin/ruff check service schemas tests
 	$(VENV)/bin/mypy service schemas
 
+## YAML lint, Kubernetes manifests against the Kubernetes schema (offline), Dockerfile lint
+lint-deploy: install
+	$(VENV)/bin/yamllint -s deploy examples .yamllint.yaml
+	$(VENV)/bin/kubernetes-validate --strict --quiet deploy/kubernetes/[!k]*.yaml
+	$(VENV)/bin/hadolint Dockerfile
+
 pytest: install
 	$(PY) -m pytest
+
+## Chromium for the /docs browser test (tests/api/test_docs_page.py); needs root and apt-get
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+## Build the Dockerfile for real with buildah on a debootstrapped Debian and check the image (slow)
+image-test:
+	scripts/image_test.sh
 
 clean:
 	rm -rf $(VENV) finetune-data .pytest_cache .mypy_cache .ruff_cache

@@ -1,9 +1,16 @@
 """gunicorn settings for the API: ``gunicorn -c deploy/gunicorn.conf.py 'service.app:create_app()'``.
 
 Every setting can be overridden from the environment (``GUNICORN_BIND``, ``GUNICORN_WORKERS``...).
+
+Metrics: each gunicorn worker is its own process, so ``/metrics`` uses prometheus_client's
+multiprocess mode. ``PROMETHEUS_MULTIPROC_DIR`` names a directory private to this server (an
+``emptyDir`` in Kubernetes); unset, a fresh temporary one is made. It is emptied at start-up, and
+a worker that exits is marked dead so its live gauges drop out.
 """
 
 import os
+import shutil
+import tempfile
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8080")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
@@ -15,3 +22,28 @@ keepalive = 5
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
 # Each worker builds its own app (and storage client): nothing is shared across a fork.
 preload_app = False
+
+
+def _prepare_metrics_dir() -> None:
+    # Set before any worker imports prometheus_client: it picks its mode at import time.
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        path = tempfile.mkdtemp(prefix="finetune-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    os.makedirs(path, exist_ok=True)
+    for name in os.listdir(path):  # values of a previous server would be summed in
+        target = os.path.join(path, name)
+        if os.path.isdir(target):
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            os.remove(target)
+
+
+_prepare_metrics_dir()
+
+
+def child_exit(server, worker):  # type: ignore[no-untyped-def]
+    """gunicorn hook: a worker process ended; drop its live-gauge files."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

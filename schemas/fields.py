@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from marshmallow import ValidationError, fields
 
@@ -145,3 +146,39 @@ class LayerRefField(fields.Field[Any]):
         if isinstance(value, str) and 0 < len(value) <= 256:
             return value
         raise ValidationError("Must be a layer index (integer) or a layer name (string).")
+
+
+class WebhookURLField(fields.String):
+    """An ``http://`` or ``https://`` URL with a host and no credentials in it."""
+
+    MAX_LENGTH = 2048
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("metadata", {})
+        kwargs["metadata"] = {"format": "uri", "maxLength": self.MAX_LENGTH, **kwargs["metadata"]}
+        super().__init__(**kwargs)
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if len(text) > self.MAX_LENGTH:
+            raise ValidationError(f"Longer than {self.MAX_LENGTH} characters.")
+        try:
+            parts = urlsplit(text)
+            port = parts.port
+        except ValueError as exc:
+            raise ValidationError(f"Not a valid URL: {exc}.") from exc
+        if parts.scheme not in ("http", "https"):
+            raise ValidationError("Must be an http:// or https:// URL.")
+        if not parts.hostname:
+            raise ValidationError("The URL has no host.")
+        if parts.username is not None or parts.password is not None:
+            raise ValidationError(
+                "Credentials in the URL are not allowed; receivers check the signature instead."
+            )
+        if port == 0:
+            raise ValidationError("Port 0 is not a valid port.")
+        if parts.fragment:
+            raise ValidationError("A webhook URL has no #fragment.")
+        return text

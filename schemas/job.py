@@ -42,6 +42,18 @@ class ResultSchema(Schema):
         fields.Dict(), required=True, metadata={"description": "Metrics per epoch, with its phase."}
     )
     class_names = fields.List(fields.String(), metadata={"description": "In label order."})
+    history_plot_uri = fields.String(
+        metadata={
+            "description": "history.png beside the model: loss and metrics per epoch, phases "
+            "marked."
+        }
+    )
+    tensorboard_uri = fields.String(
+        metadata={
+            "description": "TensorBoard event files (train/ and validation/): "
+            "tensorboard --logdir <this prefix>."
+        }
+    )
 
 
 class JobErrorSchema(Schema):
@@ -52,11 +64,26 @@ class JobErrorSchema(Schema):
 
 
 class LeaseSchema(Schema):
-    """The worker holding a running job."""
+    """The worker holding a running job, and its heartbeat.
 
-    worker = fields.String(required=True)
-    expires_at = fields.String(required=True)
-    heartbeat_at = fields.String(required=True)
+    The worker renews the lease every few seconds (``FINETUNE_HEARTBEAT_SECONDS``); a
+    ``heartbeat_at`` that stops moving and an ``expires_at`` in the past mean the worker is gone.
+    """
+
+    worker = fields.String(
+        required=True,
+        metadata={
+            "description": "The worker's id: host-pid-random.",
+            "example": "finetune-worker-7c9d-12-a1b2c3",
+        },
+    )
+    heartbeat_at = fields.String(
+        required=True, metadata={"description": "When the worker last renewed the lease (UTC)."}
+    )
+    expires_at = fields.String(
+        required=True,
+        metadata={"description": "When the lease runs out unless renewed (UTC)."},
+    )
 
 
 class JobSchema(Schema):
@@ -82,7 +109,10 @@ class JobSchema(Schema):
     lease = fields.Nested(
         LeaseSchema,
         allow_none=True,
-        metadata={"description": "The worker running the job and its heartbeat."},
+        metadata={
+            "description": "While running: the worker holding the job and its heartbeat "
+            "(null when queued or final)."
+        },
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
-from schemas.fields import FreezeField, LayerRefField, StorageURIField
+from schemas.fields import FreezeField, LayerRefField, StorageURIField, WebhookURLField
 
 MAX_LABELS = 32
 LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.\-/]{0,61}[A-Za-z0-9])?$")
@@ -242,6 +242,25 @@ class LimitsSchema(Schema):
     )
 
 
+class NotifySchema(Schema):
+    """Who to tell when the job reaches a final status."""
+
+    webhook_url = WebhookURLField(
+        required=True,
+        metadata={
+            "description": (
+                'Gets a POST of {"type": "job.finished", "delivery_id", "job"} on '
+                "every final status (succeeded, failed, cancelled), signed with HMAC-SHA256: "
+                "header X-Finetune-Signature: sha256=<hex of HMAC(secret, "
+                '"{X-Finetune-Timestamp}.{body}")>. Retried with exponential backoff on '
+                "network errors, 408, 429 and 5xx; redirects are not followed. Loopback, "
+                "link-local and private addresses are refused unless the operator allows them."
+            ),
+            "example": "https://ci.example.com/hooks/finetune",
+        },
+    )
+
+
 class JobSpecSchema(Schema):
     """A fine-tuning job: base model, data, head, freezing, training, output."""
 
@@ -282,6 +301,12 @@ class JobSpecSchema(Schema):
         metadata={"description": "Default null: no gate."},
     )
     limits = fields.Nested(LimitsSchema, load_default=_defaults(LimitsSchema))
+    notify = fields.Nested(
+        NotifySchema,
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Default null: no webhook."},
+    )
 
     @validates("labels")
     def _label_count(self, value: dict[str, str], **kwargs: Any) -> None:

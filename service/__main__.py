@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -15,11 +16,16 @@ log = logging.getLogger("service")
 
 
 def _worker(_: argparse.Namespace) -> int:
+    # A worker serves its own metrics; it must not write into an API server's multiprocess dir.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     from service.config import Config
     from service.context import build_services
     from service.worker import Worker
 
-    worker = Worker(build_services(Config.from_env()))
+    config = Config.from_env()
+    worker = Worker(build_services(config))
+    if config.worker_metrics_port:
+        worker.observer.metrics.serve(config.worker_metrics_port)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         log.info("signal %s: finishing the current step, then stopping", signum)
@@ -44,7 +50,8 @@ def _serve(args: argparse.Namespace) -> int:
         args.port,
         config.state_uri,
     )
-    worker = subprocess.Popen([sys.executable, "-m", "service", "worker"])
+    worker_env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    worker = subprocess.Popen([sys.executable, "-m", "service", "worker"], env=worker_env)
     try:
         serve_api(args.host, args.port, workers=args.api_workers)
     finally:

@@ -13,10 +13,13 @@ from flask_smorest import Api
 
 from schemas import ErrorSchema
 from service import __version__
-from service.api import errors, health, jobs
+from service.api import docs, errors, health, jobs, metrics
 from service.config import Config
 from service.context import Services, build_services
 from service.logs import configure_logging
+from service.metrics.api import count_storage_error, install_request_timing
+from service.metrics.store_collector import StoreCollector
+from service.webhooks.notifier import JobNotifier
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,9 @@ def create_app(
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL=docs.ASSETS_URL,
+        OPENAPI_SWAGGER_UI_CONFIG=docs.SWAGGER_UI_CONFIG,
         MAX_CONTENT_LENGTH=config.max_body_bytes,
         JSON_SORT_KEYS=False,
     )
@@ -50,9 +56,19 @@ def create_app(
     if test_config:
         app.config.update(test_config)
     app.extensions["finetune"] = services
+    app.extensions["finetune_notifier"] = JobNotifier(services.jobs, config)
+    app.extensions["finetune_store_collector"] = StoreCollector(
+        services.jobs,
+        cache_seconds=config.metrics_cache_seconds,
+        scan_limit=config.metrics_scan_limit,
+        on_storage_error=lambda: count_storage_error("metrics"),
+    )
+    install_request_timing(app)
     api = _Api(app, spec_kwargs={"info": {"description": _DESCRIPTION}})
     api.register_blueprint(jobs.blp)
     app.register_blueprint(health.blp)
+    app.register_blueprint(metrics.blp)
+    app.register_blueprint(docs.blp)
     errors.register(app)
     log.info("API ready: state in %s", config.state_uri)
     return app
@@ -60,6 +76,8 @@ def create_app(
 
 _DESCRIPTION = (
     "Fine-tunes pretrained Keras models on image data in S3-compatible storage. POST a job spec "
-    "to /v1/jobs, poll GET /v1/jobs/{id} until its status is final. Every error is JSON: "
-    '{"code", "status", "message", "errors"}.'
+    "to /v1/jobs, poll GET /v1/jobs/{id} until its status is final (or name a webhook in "
+    "notify.webhook_url, or wait with the CLI: finetune submit spec.yaml --wait). Every error "
+    'is JSON: {"code", "status", "message", "errors"}. Prometheus metrics at /metrics; this '
+    "page at /docs."
 )

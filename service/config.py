@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from service.storage.uri import parse_uri
 
@@ -32,6 +33,21 @@ class Config:
         sweep_seconds: How often a worker looks for jobs whose lease ran out.
         shutdown_grace_seconds: On SIGTERM, how long a worker may take to hand its job back.
         min_batch_size: The smallest batch size an out-of-memory retry halves down to.
+        webhook_secret: Service-wide HMAC key for webhook signatures
+            (``FINETUNE_WEBHOOK_SECRET``; unset: webhooks go out unsigned, and the log says so).
+        webhook_allow_private: Whether webhook URLs may point at loopback, link-local or
+            private addresses (``FINETUNE_WEBHOOK_ALLOW_PRIVATE=1``; off by default: no SSRF).
+        webhook_max_attempts: Deliveries tried per final status (``FINETUNE_WEBHOOK_MAX_ATTEMPTS``).
+        webhook_backoff_seconds: First retry delay, doubled each time
+            (``FINETUNE_WEBHOOK_BACKOFF_SECONDS``).
+        webhook_timeout_seconds: Per-attempt connect and read timeout
+            (``FINETUNE_WEBHOOK_TIMEOUT_SECONDS``).
+        worker_metrics_port: Where a worker serves its Prometheus metrics
+            (``FINETUNE_WORKER_METRICS_PORT``; unset: not served).
+        metrics_cache_seconds: How long the API reuses its count of jobs by status
+            (``FINETUNE_METRICS_CACHE_SECONDS``).
+        metrics_scan_limit: How many of the newest jobs ``/metrics`` counts by status
+            (``FINETUNE_METRICS_SCAN_LIMIT``).
     """
 
     state_uri: str = field(default_factory=default_state_uri)
@@ -44,6 +60,14 @@ class Config:
     sweep_seconds: float = 15.0
     shutdown_grace_seconds: float = 90.0
     min_batch_size: int = 4
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_allow_private: bool = False
+    webhook_max_attempts: int = 5
+    webhook_backoff_seconds: float = 2.0
+    webhook_timeout_seconds: float = 10.0
+    worker_metrics_port: int | None = None
+    metrics_cache_seconds: float = 10.0
+    metrics_scan_limit: int = 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -68,4 +92,30 @@ class Config:
                 env.get("FINETUNE_SHUTDOWN_GRACE_SECONDS") or defaults.shutdown_grace_seconds
             ),
             min_batch_size=int(env.get("FINETUNE_MIN_BATCH_SIZE") or defaults.min_batch_size),
+            **_observability_from_env(env, defaults),
         )
+
+
+def _observability_from_env(env: Mapping[str, str], defaults: Config) -> dict[str, Any]:
+    """Webhook and metrics settings (issue 6), kept apart so other settings merge cleanly."""
+    port = env.get("FINETUNE_WORKER_METRICS_PORT")
+    return {
+        "webhook_secret": env.get("FINETUNE_WEBHOOK_SECRET") or None,
+        "webhook_allow_private": env.get("FINETUNE_WEBHOOK_ALLOW_PRIVATE") == "1",
+        "webhook_max_attempts": int(
+            env.get("FINETUNE_WEBHOOK_MAX_ATTEMPTS") or defaults.webhook_max_attempts
+        ),
+        "webhook_backoff_seconds": float(
+            env.get("FINETUNE_WEBHOOK_BACKOFF_SECONDS") or defaults.webhook_backoff_seconds
+        ),
+        "webhook_timeout_seconds": float(
+            env.get("FINETUNE_WEBHOOK_TIMEOUT_SECONDS") or defaults.webhook_timeout_seconds
+        ),
+        "worker_metrics_port": int(port) if port else None,
+        "metrics_cache_seconds": float(
+            env.get("FINETUNE_METRICS_CACHE_SECONDS") or defaults.metrics_cache_seconds
+        ),
+        "metrics_scan_limit": int(
+            env.get("FINETUNE_METRICS_SCAN_LIMIT") or defaults.metrics_scan_limit
+        ),
+    }

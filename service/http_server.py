@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -24,8 +26,21 @@ class _EmbeddedGunicorn(BaseApplication):  # type: ignore[misc]
         return create_app()
 
 
+def _child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
 def serve_api(host: str, port: int, workers: int = 2) -> None:
-    """Serve ``create_app()`` until a signal stops gunicorn."""
+    """Serve ``create_app()`` until a signal stops gunicorn.
+
+    ``/metrics`` sums over the gunicorn workers through prometheus_client's multiprocess mode,
+    in a fresh temporary ``PROMETHEUS_MULTIPROC_DIR`` unless one is set (as in
+    deploy/gunicorn.conf.py).
+    """
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="finetune-metrics-"))
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
     _EmbeddedGunicorn(
         {
             "bind": f"{host}:{port}",
@@ -35,5 +50,6 @@ def serve_api(host: str, port: int, workers: int = 2) -> None:
             "timeout": 60,
             "graceful_timeout": 10,
             "accesslog": "-",
+            "child_exit": _child_exit,
         }
     ).run()

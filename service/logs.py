@@ -1,9 +1,89 @@
-"""Logging set-up shared by every entry point."""
+"""Logging set-up shared by every entry point: plain text or JSON lines, with the job id.
+
+``FINETUNE_LOG_FORMAT=json`` writes one JSON object per line (``time``, ``level``, ``logger``,
+``process``, ``thread``, ``message``, ``job_id``, and ``exc_info`` where there is one). Every line
+logged while a job runs carries its ``job_id``: the worker binds it with ``job_logging(job_id)``
+(a context variable, so threads of other jobs are unaffected), and threads that work for a job
+carry its id in their name (``heartbeat-ftj_...``), which the filter reads where no context is
+bound.
+"""
 
 from __future__ import annotations
 
+import contextvars
+import json
 import logging
 import os
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+_current_job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "finetune_job_id", default=None
+)
+_JOB_ID_IN_NAME = re.compile(r"(ftj_[0-9A-Za-z]{26})")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s%(job_tag)s: %(message)s"
+
+
+@contextmanager
+def job_logging(job_id: str) -> Iterator[None]:
+    """Tag every log line of this thread (and its context) with ``job_id`` until the block ends."""
+    token = _current_job_id.set(job_id)
+    try:
+        yield
+    finally:
+        _current_job_id.reset(token)
+
+
+def current_job_id() -> str | None:
+    """The job id bound to this context or named by this thread, if any."""
+    bound = _current_job_id.get()
+    if bound:
+        return bound
+    match = _JOB_ID_IN_NAME.search(threading.current_thread().name)
+    return match.group(1) if match else None
+
+
+class JobIdFilter(logging.Filter):
+    """Adds ``job_id`` (or None) and ``job_tag`` (`` [ftj_...]`` or empty) to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Never drops a record; only annotates it."""
+        job_id = getattr(record, "job_id", None) or current_job_id()
+        record.job_id = job_id
+        record.job_tag = f" [{job_id}]" if job_id else ""
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as a JSON line."""
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "process": record.process,
+            "thread": record.threadName,
+            "message": record.getMessage(),
+            "job_id": getattr(record, "job_id", None),
+        }
+        if record.exc_info:
+            entry["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def make_formatter(log_format: str | None = None) -> logging.Formatter:
+    """The formatter for ``log_format`` (``text`` or ``json``; default ``FINETUNE_LOG_FORMAT``)."""
+    chosen = (log_format or os.environ.get("FINETUNE_LOG_FORMAT") or "text").lower()
+    if chosen == "json":
+        return JsonFormatter()
+    if chosen != "text":
+        raise ValueError(f"FINETUNE_LOG_FORMAT must be text or json. Received: {chosen!r}")
+    return logging.Formatter(TEXT_FORMAT)
 
 
 def configure_logging() -> None:
@@ -13,9 +93,8 @@ def configure_logging() -> None:
         return
     handler = logging.StreamHandler()
     handler._finetune = True  # type: ignore[attr-defined]
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
-    )
+    handler.setFormatter(make_formatter())
+    handler.addFilter(JobIdFilter())
     root.addHandler(handler)
     root.setLevel(os.environ.get("FINETUNE_LOG_LEVEL", "INFO").upper())
     for noisy in ("botocore", "boto3", "s3transfer", "urllib3"):

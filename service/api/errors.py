@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+from service.metrics.api import count_storage_error
 from service.storage.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ def _http_error(exc: HTTPException) -> Response:
 
 def _storage_error(exc: StorageError) -> Response:
     log.warning("storage unavailable while serving a request: %s", exc)
+    count_storage_error("request")
     return error_response(
         503,
         "Storage is unreachable right now; retry shortly.",

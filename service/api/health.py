@@ -6,6 +6,7 @@ from flask import Blueprint, Response, jsonify
 
 from service.api import services
 from service.api.errors import error_response
+from service.metrics.api import count_storage_error
 from service.storage.errors import StorageError
 
 blp = Blueprint("health", __name__)
@@ -24,6 +25,7 @@ def readyz() -> Response:
     try:
         jobs.queued_ids(limit=1)
     except StorageError as exc:
+        count_storage_error("readyz")
         return error_response(
             503,
             f"Job storage {jobs.store.description} is not usable: {exc}",

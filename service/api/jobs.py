@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import request, url_for
+from flask import current_app, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
@@ -16,12 +16,14 @@ from schemas import (
     JobListSchema,
     JobSchema,
     JobSpecSchema,
+    examples,
 )
 from service.api import services
 from service.jobs import JobIsFinal, NoSuchJob
 from service.jobs.idempotency import MAX_KEY_LENGTH, IdempotencyConflict, create_once
 from service.jobs.store import InvalidCursor
 from service.storage.uri import parse_uri
+from service.webhooks import check_literal_host
 
 blp = Blueprint(
     "jobs",
@@ -70,6 +72,21 @@ def _check_storage_schemes(spec: dict[str, Any]) -> None:
         abort(422, message="The request has invalid fields: see errors.", errors={"json": errors})
 
 
+def _check_webhook_address(spec: dict[str, Any]) -> None:
+    """422 for a webhook URL whose host is a loopback, link-local or private IP literal.
+
+    Host names are resolved and checked when the webhook is sent (service/webhooks).
+    """
+    url = (spec.get("notify") or {}).get("webhook_url")
+    reason = url and check_literal_host(url, services().config.webhook_allow_private)
+    if reason:
+        abort(
+            422,
+            message="The request has invalid fields: see errors.",
+            errors={"json": {"notify": {"webhook_url": [reason]}}},
+        )
+
+
 def _get_or_404(job_id: str) -> dict[str, Any]:
     try:
         return services().jobs.get(job_id, TENANT).public()
@@ -83,7 +100,10 @@ class Jobs(MethodView):
     """The collection of jobs."""
 
     @blp.arguments(JobListQuerySchema, location="query", as_kwargs=True)
-    @blp.response(200, JobListSchema)
+    @blp.response(200, JobListSchema, example=examples.JOB_LIST_EXAMPLE)
+    @blp.alt_response(
+        422, schema=ErrorSchema, description="A query argument is invalid; errors names it."
+    )
     def get(
         self,
         limit: int,
@@ -111,18 +131,25 @@ class Jobs(MethodView):
 
     @blp.arguments(
         JobSpecSchema,
-        example={
-            "base_model": {"uri": "s3://models/flowers/v6/model.keras"},
-            "dataset": {"train": "s3://data/flowers/train/", "image_size": [224, 224]},
-            "head": {"num_classes": 5, "hidden_units": [128], "dropout": 0.2},
-            "freeze": "base",
-            "training": {"epochs": 5, "learning_rate": 0.001},
-            "output": {"uri": "s3://models/flowers/v7/"},
+        examples={
+            "minimal": {
+                "summary": "Only what is required",
+                "value": {
+                    "base_model": {"uri": "s3://models/flowers/v6/model.keras"},
+                    "dataset": {"train": "s3://data/flowers/train/"},
+                    "output": {"uri": "s3://models/flowers/v7/"},
+                },
+            },
+            "classic": {
+                "summary": "New head, gradual unfreezing, a gate and a webhook",
+                "value": examples.JOB_SPEC_EXAMPLE,
+            },
         },
     )
     @blp.response(
         201,
         JobSchema,
+        example={**examples.JOB_RUNNING_EXAMPLE, "status": "queued", "lease": None},
         headers={"Location": {"description": "/v1/jobs/{id}", "schema": {"type": "string"}}},
     )
     @blp.alt_response(
@@ -133,7 +160,24 @@ class Jobs(MethodView):
     @blp.alt_response(
         409, schema=ErrorSchema, description="The Idempotency-Key was used with a different body."
     )
-    @blp.alt_response(422, schema=ErrorSchema, description="A field is invalid; errors names it.")
+    @blp.alt_response(
+        400,
+        schema=ErrorSchema,
+        description="The body is not JSON.",
+        example=examples.NOT_JSON_ERROR_EXAMPLE,
+    )
+    @blp.alt_response(
+        422,
+        schema=ErrorSchema,
+        description="A field is invalid; errors names it.",
+        example=examples.VALIDATION_ERROR_EXAMPLE,
+    )
+    @blp.alt_response(
+        503,
+        schema=ErrorSchema,
+        description="Storage is unreachable; retry after Retry-After seconds.",
+        example=examples.UNAVAILABLE_ERROR_EXAMPLE,
+    )
     @blp.doc(parameters=[IDEMPOTENCY_HEADER])
     def post(self, spec: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
         """Validate a job spec and queue it.
@@ -142,6 +186,7 @@ class Jobs(MethodView):
         the job the first one created, with 200, however many replicas answer.
         """
         _check_storage_schemes(spec)
+        _check_webhook_address(spec)
         key = request.headers.get("Idempotency-Key")
         if key is None:
             record, created = services().jobs.create(spec, tenant=TENANT), True
@@ -160,8 +205,21 @@ class Jobs(MethodView):
 class Job(MethodView):
     """One job."""
 
-    @blp.response(200, JobSchema)
-    @blp.alt_response(404, schema=ErrorSchema, description="No such job.")
+    @blp.response(
+        200,
+        JobSchema,
+        examples={
+            "running": {"value": examples.JOB_RUNNING_EXAMPLE},
+            "succeeded": {"value": examples.JOB_SUCCEEDED_EXAMPLE},
+            "gate_failed": {"value": examples.JOB_GATE_FAILED_EXAMPLE},
+        },
+    )
+    @blp.alt_response(
+        404,
+        schema=ErrorSchema,
+        description="No such job.",
+        example=examples.NOT_FOUND_ERROR_EXAMPLE,
+    )
     def get(self, job_id: str) -> dict[str, Any]:
         """The job: status, progress, metrics, result or error."""
         return _get_or_404(job_id)
@@ -172,12 +230,25 @@ class JobCancel(MethodView):
     """Stopping a job."""
 
     @blp.response(202, JobSchema)
-    @blp.alt_response(404, schema=ErrorSchema, description="No such job.")
-    @blp.alt_response(409, schema=ErrorSchema, description="The job already finished.")
+    @blp.alt_response(
+        404,
+        schema=ErrorSchema,
+        description="No such job.",
+        example=examples.NOT_FOUND_ERROR_EXAMPLE,
+    )
+    @blp.alt_response(
+        409,
+        schema=ErrorSchema,
+        description="The job already finished.",
+        example=examples.CONFLICT_ERROR_EXAMPLE,
+    )
     def post(self, job_id: str) -> dict[str, Any]:
         """Cancel a queued job at once, or ask a running job's worker to stop it."""
         try:
-            return services().jobs.cancel(job_id, TENANT).public()
+            record = services().jobs.cancel(job_id, TENANT)
+            if record.is_final:  # a queued job is cancelled here, not by a worker
+                current_app.extensions["finetune_notifier"].job_finished(record)
+            return record.public()
         except NoSuchJob:
             abort(404, message=f"No job with id {job_id!r}.")
         except JobIsFinal as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -61,3 +62,24 @@ def scalar_metrics(logs: dict[str, Any] | None) -> dict[str, float]:
         if math.isfinite(number):
             metrics[name] = number
     return metrics
+
+
+#: Folder under the trainer's output dir for TensorBoard event files (published as
+#: ``output.uri/tensorboard/`` by the worker, see service/worker/visuals.py).
+TENSORBOARD_DIR = "tensorboard"
+
+
+def tensorboard_callback(output_dir: str) -> keras.callbacks.TensorBoard:
+    """Epoch-level scalars (``train/`` and ``validation/``) under ``output_dir/tensorboard``.
+
+    No graph, no histograms, no profiling: small files and no per-step cost. The epoch numbers
+    continue across phases (each phase's ``fit`` starts at ``initial_epoch``).
+    """
+    return keras.callbacks.TensorBoard(
+        log_dir=os.path.join(output_dir, TENSORBOARD_DIR),
+        histogram_freq=0,
+        write_graph=False,
+        write_images=False,
+        update_freq="epoch",
+        profile_batch=0,
+    )

@@ -45,12 +45,14 @@ def fit_phases(
     report: Report,
     checkpoint_dir: str | None = None,
     resume: ResumeState | None = None,
+    extra_callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> FitResult:
     """Runs every phase of the plan on ``built.model``.
 
     Each phase applies its freeze rule, recompiles (fresh optimizer at the phase's learning rate),
     and fits from the epoch the previous phase ended at. A phase that early stopping ends goes on to
-    the next phase; its best weights are restored first where so configured.
+    the next phase; its best weights are restored first where so configured. ``extra_callbacks``
+    (TensorBoard) run in every phase.
 
     With ``checkpoint_dir`` a checkpoint is saved after every epoch. With ``resume`` (weights
     already restored) the phases before the checkpoint's only replay their freezing, and its
@@ -113,7 +115,7 @@ def fit_phases(
         if to_run <= 0:
             continue
         progress = ProgressCallback(report, phase.index, epochs_total, result.history)
-        callbacks: list[keras.callbacks.Callback] = [progress]
+        callbacks: list[keras.callbacks.Callback] = [progress, *extra_callbacks]
         stopper = early_stopping(
             training.early_stopping, data.validation is not None, training.metrics, report
         )

@@ -10,6 +10,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from service.trainer.callbacks import tensorboard_callback
 from service.trainer.checkpointing import load_resume_state, restore_weights
 from service.trainer.compiling import check_loss_and_metrics
 from service.trainer.data import label_mode_for_loss, load_image_datasets
@@ -102,7 +103,13 @@ def train(request: TrainingRequest, report: Report) -> TrainingOutcome:
         restore_weights(built.model, resume)
     report({"type": "phase", "phase": "training"})
     fitted = fit_phases(
-        built, data, plan, report, checkpoint_dir=request.checkpoint_dir, resume=resume
+        built,
+        data,
+        plan,
+        report,
+        checkpoint_dir=request.checkpoint_dir,
+        resume=resume,
+        extra_callbacks=[tensorboard_callback(request.output_dir)],
     )
     timings["training"] = _since(started)
 

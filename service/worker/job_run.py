@@ -6,6 +6,7 @@ import copy
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from service.worker.heartbeat import Heartbeat
 from service.worker.manifest import build_manifest
 from service.worker.runner import run_training
 from service.worker.staging import StagedInputs, Stager
+from service.worker.visuals import prepare_visuals
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class JobRun:
         job_dir: Local scratch for this attempt.
         stopping: Set when the worker must hand the job back (SIGTERM).
         min_batch_size: Out-of-memory retries halve the batch size down to this.
+        on_message: Also sees every message of the trainer (metrics).
     """
 
     def __init__(
@@ -52,6 +55,7 @@ class JobRun:
         job_dir: Path,
         stopping: threading.Event,
         min_batch_size: int,
+        on_message: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.record = record
         self.jobs = jobs
@@ -62,6 +66,7 @@ class JobRun:
         self.stopping = stopping
         self.min_batch_size = min_batch_size
         self.published: list[str] = []
+        self._observe = on_message
         self._first_started = parse(record.started_at) if record.started_at else utcnow()
 
     # supervision -----------------------------------------------------------------------
@@ -165,6 +170,8 @@ class JobRun:
                 batch_size = smaller
 
     def _on_message(self, message: dict[str, Any]) -> None:
+        if self._observe is not None:
+            self._observe(message)
         kind = message.get("type")
         if kind == "phase":
             self.phase(message["phase"])
@@ -226,10 +233,17 @@ class JobRun:
             "keras_uri": str(output.child(outcome.keras_file)),
             "manifest_uri": str(output.child("manifest.json")),
         }
+        outputs_dir = self.job_dir / "outputs"
+        visuals = prepare_visuals(outcome.history, outputs_dir, self.record.name or self.record.id)
         upload_started = time.monotonic()
-        names = [outcome.saved_model_dir, outcome.keras_file]
+        names = [
+            outcome.saved_model_dir,
+            outcome.keras_file,
+            *(name.rstrip("/") for name in visuals.values()),
+        ]
         self.published = [*names, "manifest.json"]
-        self.stager.upload_outputs(str(output), self.job_dir / "outputs", names)
+        self.stager.upload_outputs(str(output), outputs_dir, names)
+        uris.update({field: str(output.child(name)) for field, name in visuals.items()})
         timings["uploading"] = round(time.monotonic() - upload_started, 3)
         manifest = build_manifest(self.record, inputs, outcome, uris, timings)
         self.stager.put_bytes(uris["manifest_uri"], manifest)

@@ -15,10 +15,12 @@ from typing import Any
 from service.context import Services
 from service.jobs import JobRecord, JobStatus, LeaseLost
 from service.jobs.checkpoints import CheckpointStore
+from service.logs import job_logging
 from service.storage.errors import StorageError
 from service.worker.errors import JobAbandoned, JobCancelled, JobFailure, JobInterrupted
 from service.worker.heartbeat import Heartbeat
 from service.worker.job_run import JobRun
+from service.worker.observer import JobObserver
 from service.worker.staging import Stager
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,7 @@ class Worker:
         self.checkpoints = CheckpointStore(self.jobs.store, self.jobs.prefix)
         self.stopping = threading.Event()
         self._next_sweep = 0.0
+        self.observer = JobObserver(services)  # metrics and webhooks (observer.py)
 
     def run_forever(self) -> None:
         """Work until ``stopping`` is set."""
@@ -61,9 +64,11 @@ class Worker:
                 ran = self.run_once()
             except StorageError as exc:
                 log.warning("storage unavailable while looking for work: %s", exc)
+                self.observer.storage_error("poll")
                 ran = False
             if not ran:
                 self.stopping.wait(self.config.poll_seconds)
+        self.observer.close()
         log.info("worker %s stopped", self.worker_id)
 
     def sweep(self, force: bool = False) -> None:
@@ -83,7 +88,9 @@ class Worker:
         record = self.jobs.claim_next(self.worker_id, self.config.lease_seconds)
         if record is None:
             return False
-        self.run_job(record)
+        with job_logging(record.id):
+            self.observer.job_started(record)
+            self.run_job(record)
         return True
 
     def run_job(self, record: JobRecord) -> None:
@@ -106,6 +113,7 @@ class Worker:
             job_dir=job_dir,
             stopping=self.stopping,
             min_batch_size=self.config.min_batch_size,
+            on_message=self.observer.on_message,
         )
         try:
             result, metrics = run.execute()
@@ -172,9 +180,9 @@ class Worker:
     ) -> None:
         # The heartbeat keeps the lease alive while the final status waits out an outage.
         heartbeat.drain_events()
-        recorded = self._record_final(record, status, result, error, metrics)
+        finished = self._record_final(record, status, result, error, metrics)
         heartbeat.stop()
-        if not recorded:
+        if finished is None:
             return
         message = {
             JobStatus.SUCCEEDED: "Job succeeded.",
@@ -183,6 +191,7 @@ class Worker:
         }[status]
         heartbeat.event(str(status), message, {"error": error} if error else {})
         heartbeat.drain_events()
+        self.observer.job_finished(finished)  # after the status is recorded; never blocks
         try:
             self.checkpoints.delete(record.id)
         except StorageError as exc:
@@ -195,18 +204,17 @@ class Worker:
         result: dict[str, Any] | None,
         error: dict[str, str] | None,
         metrics: dict[str, float] | None,
-    ) -> bool:
-        """Write the final status, waiting out a storage outage; False where the job moved on."""
+    ) -> JobRecord | None:
+        """Write the final status, waiting out a storage outage; None where the job moved on."""
         delay = 0.5
         while True:
             try:
-                self.jobs.finish(
+                return self.jobs.finish(
                     record.id, self.worker_id, status, result=result, error=error, metrics=metrics
                 )
-                return True
             except LeaseLost:
                 log.warning("job %s: could not record %s, the lease was lost", record.id, status)
-                return False
+                return None
             except StorageError as exc:
                 log.warning(
                     "job %s: storage unreachable while recording %s; retrying: %s",

@@ -59,8 +59,11 @@ class Stack:
     def spec(self, **overrides: Any) -> dict[str, Any]:
         spec: dict[str, Any] = {
             "base_model": {"uri": "s3://res-models/base/model.keras"},
-            "dataset": {"train": "s3://res-data/train/", "preprocessing": "rescale",
-                        "validation_split": 0.1},
+            "dataset": {
+                "train": "s3://res-data/train/",
+                "preprocessing": "rescale",
+                "validation_split": 0.1,
+            },
             "head": {"cut_at": "gap", "hidden_units": [16]},
             "freeze": {"first_n": 5},
             "training": {"epochs": 6, "batch_size": 16, "learning_rate": 0.003, "seed": 5},
@@ -76,8 +79,13 @@ class Stack:
 
 
 def _s3(endpoint: str) -> Any:
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -97,10 +105,15 @@ def inputs(tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer) ->
 def _stack(tmp_path: Path, endpoint: str, s3: Any, api_workers: int = 2) -> Stack:
     state_bucket = f"res-state-{random.randrange(10**9)}"
     s3.create_bucket(Bucket=state_bucket)
-    env = {"AWS_ENDPOINT_URL_S3": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "FINETUNE_STATE_URI": f"s3://{state_bucket}/jobs",
-           "FINETUNE_WORK_DIR": str(tmp_path / "work"), **FAST_LEASES}
+    env = {
+        "AWS_ENDPOINT_URL_S3": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "FINETUNE_STATE_URI": f"s3://{state_bucket}/jobs",
+        "FINETUNE_WORK_DIR": str(tmp_path / "work"),
+        **FAST_LEASES,
+    }
     port = free_port()
     api = gunicorn_api(port, env, tmp_path, workers=api_workers)
     return Stack(env, api, ApiClient(f"http://127.0.0.1:{port}"), tmp_path, state_bucket, s3, [])
@@ -182,8 +195,9 @@ def test_sigterm_hands_the_job_back_within_the_grace_period(stack: Stack) -> Non
     assert _events(stack, job["id"], "resumed")[0]["data"]["epoch"] >= 1
 
 
-def test_many_submits_through_two_apis_and_two_workers(tmp_path: Path, moto_server: MotoServer,
-                                                       inputs: Any) -> None:
+def test_many_submits_through_two_apis_and_two_workers(
+    tmp_path: Path, moto_server: MotoServer, inputs: Any
+) -> None:
     stack = _stack(tmp_path, moto_server.endpoint, inputs)
     second_port = free_port()
     second_api = gunicorn_api(second_port, stack.env, tmp_path, workers=2)
@@ -232,8 +246,9 @@ def test_many_submits_through_two_apis_and_two_workers(tmp_path: Path, moto_serv
         stack.api.stop()
 
 
-def _check_all_jobs_once(stack: Stack, clients: list[ApiClient], created: list[str],
-                         versions: dict[str, list[int]]) -> None:
+def _check_all_jobs_once(
+    stack: Stack, clients: list[ApiClient], created: list[str], versions: dict[str, list[int]]
+) -> None:
     assert len(set(created)) == len(created)
     listed: list[str] = []
     cursor = None
@@ -255,9 +270,9 @@ def _check_all_jobs_once(stack: Stack, clients: list[ApiClient], created: list[s
         assert seen == sorted(seen), f"{job_id} versions went back: {seen}"
 
 
-def test_storage_outage_gives_503_and_jobs_complete_after(tmp_path: Path,
-                                                          moto_server: MotoServer,
-                                                          inputs: Any) -> None:
+def test_storage_outage_gives_503_and_jobs_complete_after(
+    tmp_path: Path, moto_server: MotoServer, inputs: Any
+) -> None:
     proxy = TcpProxy("127.0.0.1", moto_server.port).start()
     stack = _stack(tmp_path, proxy.endpoint, inputs)
     try:
@@ -282,7 +297,8 @@ def test_storage_outage_gives_503_and_jobs_complete_after(tmp_path: Path,
         stack.api.stop()
         proxy.stop()
     assert final["status"] == "succeeded", final["error"]
-    record = json.loads(S3ObjectStore(stack.s3, stack.state_bucket)
-                        .get(f"jobs/jobs/{job['id']}.json").data)
+    record = json.loads(
+        S3ObjectStore(stack.s3, stack.state_bucket).get(f"jobs/jobs/{job['id']}.json").data
+    )
     assert record["status"] == "succeeded" and record["version"] > 3
     assert epochs == sorted(epochs) and epochs[-1] == 6  # events caught up, in order

@@ -70,6 +70,8 @@ def test_fine_tune_job_end_to_end_on_s3(tmp_path: Path, moto_server: MotoServer)
     out = S3ObjectStore(s3, "e2e-models")
     keys = [info.key for info in out.list("out/v2/")]
     assert "out/v2/model.keras" in keys and "out/v2/saved_model/saved_model.pb" in keys
+    assert "out/v2/history.png" in keys
+    assert any(key.startswith("out/v2/tensorboard/train/events.out.tfevents.") for key in keys)
     manifest = json.loads(out.get("out/v2/manifest.json").data)
     assert manifest["job_id"] == job["id"]
     assert manifest["class_names"] == result["class_names"]

@@ -24,9 +24,15 @@ from tests.helpers.models import pretrain_tiny_cnn
 @pytest.fixture
 def services(tmp_path: Path) -> Services:
     """Local job state; heartbeats every 0.3 s so a cancel is seen quickly."""
-    return build_services(Config(state_uri=f"file://{tmp_path / 'state'}",
-                                 work_dir=tmp_path / "work", allow_local_storage=True,
-                                 heartbeat_seconds=0.3, min_batch_size=8))
+    return build_services(
+        Config(
+            state_uri=f"file://{tmp_path / 'state'}",
+            work_dir=tmp_path / "work",
+            allow_local_storage=True,
+            heartbeat_seconds=0.3,
+            min_batch_size=8,
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +82,9 @@ def _wait_running_epoch(services: Services, job_id: str, epoch: int) -> JobRecor
     raise AssertionError(f"never reached epoch {epoch}: {services.jobs.get(job_id)}")
 
 
-def test_cancel_running_job_stops_its_trainer_within_seconds(services: Services,
-                                                             inputs: dict[str, Path],
-                                                             tmp_path: Path) -> None:
+def test_cancel_running_job_stops_its_trainer_within_seconds(
+    services: Services, inputs: dict[str, Path], tmp_path: Path
+) -> None:
     record = services.jobs.create(_spec(inputs, tmp_path / "out", training={"epochs": 50}))
     thread = _run_in_thread(services)
     _wait_running_epoch(services, record.id, 1)
@@ -97,10 +103,12 @@ def test_cancel_running_job_stops_its_trainer_within_seconds(services: Services,
     assert not os.listdir(services.config.work_dir)  # scratch cleaned
 
 
-def test_job_past_its_time_limit_fails_with_timeout(services: Services, inputs: dict[str, Path],
-                                                    tmp_path: Path) -> None:
-    spec = _spec(inputs, tmp_path / "out", training={"epochs": 200},
-                 limits={"max_runtime_seconds": 8})
+def test_job_past_its_time_limit_fails_with_timeout(
+    services: Services, inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    spec = _spec(
+        inputs, tmp_path / "out", training={"epochs": 200}, limits={"max_runtime_seconds": 8}
+    )
     record = services.jobs.create(spec)
     started = time.monotonic()
     Worker(services).run_once()
@@ -112,9 +120,9 @@ def test_job_past_its_time_limit_fails_with_timeout(services: Services, inputs: 
     assert multiprocessing.active_children() == []
 
 
-def test_out_of_memory_retries_with_half_the_batch(services: Services, inputs: dict[str, Path],
-                                                   tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_out_of_memory_retries_with_half_the_batch(
+    services: Services, inputs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Fault injection (see service.trainer.child): nothing here can run out of memory on demand.
     monkeypatch.setenv(FAULT_OOM_ABOVE_BATCH, "8")
     record = services.jobs.create(_spec(inputs, tmp_path / "out", training={"epochs": 1}))
@@ -122,16 +130,17 @@ def test_out_of_memory_retries_with_half_the_batch(services: Services, inputs: d
     final = services.jobs.get(record.id)
     assert final.status is JobStatus.SUCCEEDED, final.error
     retries = [e.data for e in services.jobs.read_events(record.id) if e.type == "oom_retry"]
-    assert retries == [{"batch_size": 32, "next_batch_size": 16},
-                       {"batch_size": 16, "next_batch_size": 8}]
+    assert retries == [
+        {"batch_size": 32, "next_batch_size": 16},
+        {"batch_size": 16, "next_batch_size": 8},
+    ]
     manifest = (tmp_path / "out" / "manifest.json").read_text()
     assert '"batch_size": 32' in manifest  # the spec as submitted
 
 
-def test_out_of_memory_below_the_floor_fails_naming_the_sizes(services: Services,
-                                                              inputs: dict[str, Path],
-                                                              tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_out_of_memory_below_the_floor_fails_naming_the_sizes(
+    services: Services, inputs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(FAULT_OOM_ABOVE_BATCH, "4")
     record = services.jobs.create(_spec(inputs, tmp_path / "out", training={"epochs": 1}))
     Worker(services).run_once()

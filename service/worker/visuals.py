@@ -1,0 +1,36 @@
+"""What people look at rather than read, published beside the model: history.png, TensorBoard."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from service.worker.history_plot import plot_history
+
+log = logging.getLogger(__name__)
+
+HISTORY_PLOT = "history.png"
+#: The trainer writes TensorBoard event files here, under its output folder (trainer/callbacks.py).
+TENSORBOARD_DIR = "tensorboard"
+
+
+def prepare_visuals(
+    history: list[dict[str, Any]], outputs_dir: Path, title: str = ""
+) -> dict[str, str]:
+    """Draw history.png into ``outputs_dir``; name what to publish beside the model.
+
+    Returns:
+        Result field -> name under ``outputs_dir`` (a folder name ends with ``/``):
+        ``history_plot_uri`` and ``tensorboard_uri``, for those that exist. A plot that cannot
+        be drawn is logged and left out; it never fails the job.
+    """
+    visuals: dict[str, str] = {}
+    try:
+        plot_history(history, outputs_dir / HISTORY_PLOT, title)
+        visuals["history_plot_uri"] = HISTORY_PLOT
+    except Exception:
+        log.exception("could not draw %s; publishing the model without it", HISTORY_PLOT)
+    if (outputs_dir / TENSORBOARD_DIR).is_dir():
+        visuals["tensorboard_uri"] = TENSORBOARD_DIR + "/"
+    return visuals
