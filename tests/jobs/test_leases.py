@@ -3,26 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from service.jobs import JobStatus, JobStore, LeaseLost
-from service.storage.local import LocalObjectStore
-from service.storage.s3 import S3ObjectStore
 from tests.helpers.specs import loaded_spec
-
-
-@pytest.fixture(params=["s3", "local"])
-def jobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
-    """A job store on moto (over HTTP) or on a local directory."""
-    if request.param == "s3":
-        client = request.getfixturevalue("s3_client")
-        bucket = request.getfixturevalue("bucket")
-        yield JobStore(S3ObjectStore(client, bucket), "state/")
-    else:
-        yield JobStore(LocalObjectStore(tmp_path / "state"))
 
 
 def test_release_requeues_at_once(jobs: JobStore) -> None:

@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from service.jobs import JobIsFinal, JobStatus, JobStore, LeaseLost, NoSuchJob
 from service.storage.errors import PreconditionFailed
-from service.storage.local import LocalObjectStore
-from service.storage.s3 import S3ObjectStore
 from tests.helpers.specs import loaded_spec
-
-
-@pytest.fixture(params=["s3", "local"])
-def jobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
-    """A job store on moto (over HTTP) or on a local directory."""
-    if request.param == "s3":
-        client = request.getfixturevalue("s3_client")
-        bucket = request.getfixturevalue("bucket")
-        yield JobStore(S3ObjectStore(client, bucket), "state/")
-    else:
-        yield JobStore(LocalObjectStore(tmp_path / "state"))
 
 
 def test_create_then_get_and_queue(jobs: JobStore) -> None:

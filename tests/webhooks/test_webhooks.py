@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from service.config import Config
-from service.context import Services, build_services
+from service.context import Services
 from service.webhooks import (
     ServiceWideSecret,
     WebhookSender,
@@ -22,6 +21,7 @@ from service.webhooks import (
 )
 from service.webhooks.notifier import JobNotifier
 from service.webhooks.sender import DeliveryOutcome
+from tests.helpers.services import local_services
 from tests.helpers.specs import loaded_spec
 from tests.helpers.webhook_receiver import WebhookReceiver
 
@@ -135,14 +135,9 @@ def test_name_resolving_to_loopback_is_refused_at_send_time() -> None:
 
 @pytest.fixture
 def services(tmp_path: Path) -> Services:
-    return build_services(
-        Config(
-            state_uri=f"file://{tmp_path / 'state'}",
-            work_dir=tmp_path / "work",
-            webhook_secret=SECRET,
-            webhook_allow_private=True,
-            webhook_backoff_seconds=0.1,
-        )
+    """Local job state and scratch in a temporary folder."""
+    return local_services(
+        tmp_path, webhook_secret=SECRET, webhook_allow_private=True, webhook_backoff_seconds=0.1
     )
 
 

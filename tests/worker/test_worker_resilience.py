@@ -12,27 +12,19 @@ from typing import Any
 import pytest
 
 from schemas import JobSpecSchema
-from service.config import Config
-from service.context import Services, build_services
+from service.context import Services
 from service.jobs import JobRecord, JobStatus
 from service.trainer.child import FAULT_OOM_ABOVE_BATCH
 from service.worker import Worker
 from tests.helpers.data import write_image_folder
 from tests.helpers.models import pretrain_tiny_cnn
+from tests.helpers.services import local_services
 
 
 @pytest.fixture
 def services(tmp_path: Path) -> Services:
     """Local job state; heartbeats every 0.3 s so a cancel is seen quickly."""
-    return build_services(
-        Config(
-            state_uri=f"file://{tmp_path / 'state'}",
-            work_dir=tmp_path / "work",
-            allow_local_storage=True,
-            heartbeat_seconds=0.3,
-            min_batch_size=8,
-        )
-    )
+    return local_services(tmp_path, heartbeat_seconds=0.3, min_batch_size=8)
 
 
 @pytest.fixture(scope="module")
