@@ -4,27 +4,43 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from marshmallow import ValidationError, fields
 
+from service.security.prefixes import unsafe_key_reason
 from service.storage.uri import InvalidURI, parse_uri
 
 MAX_URI_LENGTH = 1024
+#: What the OpenAPI document promises of a storage URI (the field checks more: no '..').
+URI_PATTERN = r"^(s3://[^/?#]+(/[^?#]*)?|file:///[^?#]*)$"
+Access = Literal["read", "write"]
 
 
 class StorageURIField(fields.String):
-    """A storage URI: ``s3://bucket/key`` or ``file:///path`` (other schemes are refused)."""
+    """A storage URI: ``s3://bucket/key`` or ``file:///path`` (other schemes are refused).
 
-    def __init__(self, *, prefix: bool | None = None, **kwargs: Any) -> None:
+    Args:
+        prefix: True where the URI must name a folder (end with '/').
+        access: What the job does there: ``read`` (inputs) or ``write`` (outputs). Where
+            tokens are configured, the caller's tenant must hold a prefix of that kind
+            covering the URI (service/api/access.py walks the schema for these fields).
+    """
+
+    def __init__(
+        self, *, prefix: bool | None = None, access: Access = "read", **kwargs: Any
+    ) -> None:
         kwargs.setdefault("metadata", {})
         kwargs["metadata"] = {
             "description": "s3://bucket/key, or file:///path where the service has local storage.",
             "maxLength": MAX_URI_LENGTH,
+            "pattern": URI_PATTERN,
+            "x-storage-access": access,
             **kwargs["metadata"],
         }
         super().__init__(**kwargs)
         self.prefix = prefix
+        self.access: Access = access
 
     def _deserialize(
         self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
@@ -36,6 +52,9 @@ class StorageURIField(fields.String):
             parsed = parse_uri(text)
         except InvalidURI as exc:
             raise ValidationError(str(exc)) from exc
+        reason = unsafe_key_reason(parsed.key)
+        if reason:
+            raise ValidationError(f"Not a usable storage location: {reason}.")
         if self.prefix is True and not parsed.is_prefix:
             raise ValidationError("Must be a prefix ending with '/'.")
         return text

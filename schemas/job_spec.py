@@ -204,7 +204,10 @@ class OutputSchema(Schema):
     """Where the result goes."""
 
     uri = StorageURIField(
-        prefix=True, required=True, metadata={"description": "A prefix ending with '/'."}
+        prefix=True,
+        access="write",
+        required=True,
+        metadata={"description": "A prefix ending with '/'."},
     )
 
 

@@ -29,6 +29,8 @@ class Config:
         heartbeat_seconds: How often a worker renews its lease and reports progress.
         poll_seconds: How often an idle worker looks for queued jobs.
         max_body_bytes: Largest request body the API accepts.
+        auth_file: The tokens, tenants and storage prefixes (``FINETUNE_AUTH_FILE``); None
+            runs the API open, without authentication, for local use.
     """
 
     state_uri: str = field(default_factory=default_state_uri)
@@ -38,6 +40,7 @@ class Config:
     heartbeat_seconds: float = 5.0
     poll_seconds: float = 1.0
     max_body_bytes: int = 1024 * 1024
+    auth_file: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -57,4 +60,5 @@ class Config:
             ),
             poll_seconds=float(env.get("FINETUNE_POLL_SECONDS") or defaults.poll_seconds),
             max_body_bytes=int(env.get("FINETUNE_MAX_BODY_BYTES") or defaults.max_body_bytes),
+            auth_file=Path(env["FINETUNE_AUTH_FILE"]) if env.get("FINETUNE_AUTH_FILE") else None,
         )

@@ -6,6 +6,8 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from service.logs import ACCESS_LOG_FORMAT
+
 
 class _EmbeddedGunicorn(BaseApplication):  # type: ignore[misc]
     """gunicorn with settings given in code rather than a config file."""
@@ -35,5 +37,7 @@ def serve_api(host: str, port: int, workers: int = 2) -> None:
             "timeout": 60,
             "graceful_timeout": 10,
             "accesslog": "-",
+            "access_log_format": ACCESS_LOG_FORMAT,
+            "logger_class": "service.logs.RedactingGunicornLogger",
         }
     ).run()

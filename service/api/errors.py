@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+from service.security.redaction import redact, redact_data
 from service.storage.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -22,10 +23,17 @@ def error_response(
     errors: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    """``{"code", "status", "message", "errors"}`` with the given status code."""
-    body: dict[str, Any] = {"code": code, "status": HTTPStatus(code).phrase, "message": message}
+    """``{"code", "status", "message", "errors"}`` with the given status code.
+
+    Secrets this process knows of (credentials, tokens) are redacted from the text.
+    """
+    body: dict[str, Any] = {
+        "code": code,
+        "status": HTTPStatus(code).phrase,
+        "message": redact(message),
+    }
     if errors:
-        body["errors"] = errors
+        body["errors"] = redact_data(errors)
     response = jsonify(body)
     response.status_code = code
     for name, value in (headers or {}).items():

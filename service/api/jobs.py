@@ -9,7 +9,6 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
 from schemas import (
-    ErrorSchema,
     EventListSchema,
     EventQuerySchema,
     JobListQuerySchema,
@@ -18,23 +17,17 @@ from schemas import (
     JobSpecSchema,
 )
 from service.api import services
+from service.api.access import requires_spec_storage
+from service.api.auth import current_principal
+from service.api.responses import documents_errors
 from service.jobs import JobIsFinal, NoSuchJob
 from service.jobs.store import InvalidCursor
-from service.storage.uri import parse_uri
 
 blp = Blueprint(
     "jobs",
     __name__,
     url_prefix="/v1/jobs",
     description="Fine-tuning jobs: submit, poll, list, cancel, follow events.",
-)
-
-TENANT = "default"
-STORAGE_FIELDS = (
-    ("base_model", "uri"),
-    ("dataset", "train"),
-    ("dataset", "validation"),
-    ("output", "uri"),
 )
 
 
@@ -46,24 +39,14 @@ def _require_json_body() -> None:
         )
 
 
-def _check_storage_schemes(spec: dict[str, Any]) -> None:
-    """422 for ``file://`` URIs where this service has no local storage."""
-    if services().config.allow_local_storage:
-        return
-    errors: dict[str, Any] = {}
-    for section, name in STORAGE_FIELDS:
-        uri = (spec.get(section) or {}).get(name)
-        if uri and parse_uri(uri).scheme == "file":
-            errors.setdefault(section, {})[name] = [
-                "file:// storage is not enabled on this service: use s3://bucket/key."
-            ]
-    if errors:
-        abort(422, message="The request has invalid fields: see errors.", errors={"json": errors})
+def _tenant() -> str:
+    """The tenant of the caller ("default" while the service runs open)."""
+    return current_principal().tenant
 
 
 def _get_or_404(job_id: str) -> dict[str, Any]:
     try:
-        return services().jobs.get(job_id, TENANT).public()
+        return services().jobs.get(job_id, _tenant()).public()
     except NoSuchJob:
         abort(404, message=f"No job with id {job_id!r}.")
         raise  # unreachable: abort raises
@@ -75,6 +58,7 @@ class Jobs(MethodView):
 
     @blp.arguments(JobListQuerySchema, location="query", as_kwargs=True)
     @blp.response(200, JobListSchema)
+    @documents_errors(blp, 401, 422, 503)
     def get(
         self,
         limit: int,
@@ -90,7 +74,7 @@ class Jobs(MethodView):
         label_pair = tuple(label.split("=", 1)) if label else None
         try:
             records, next_cursor = services().jobs.list(
-                tenant=TENANT,
+                tenant=_tenant(),
                 status=status,
                 label=label_pair,  # type: ignore[arg-type]
                 limit=limit,
@@ -116,11 +100,16 @@ class Jobs(MethodView):
         JobSchema,
         headers={"Location": {"description": "/v1/jobs/{id}", "schema": {"type": "string"}}},
     )
-    @blp.alt_response(422, schema=ErrorSchema, description="A field is invalid; errors names it.")
+    @documents_errors(blp, 400, 401, 403, 413, 422, 503)
+    @requires_spec_storage
     def post(self, spec: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
-        """Validate a job spec and queue it."""
-        _check_storage_schemes(spec)
-        record = services().jobs.create(spec, tenant=TENANT)
+        """Validate a job spec and queue it.
+
+        Where tokens are configured, every input (``base_model.uri``, ``dataset.*``) must lie
+        under a prefix the caller's tenant may read and ``output.uri`` under one it may write
+        (403 otherwise).
+        """
+        record = services().jobs.create(spec, tenant=_tenant())
         location = url_for("jobs.Job", job_id=record.id)
         return record.public(), 201, {"Location": location}
 
@@ -130,7 +119,7 @@ class Job(MethodView):
     """One job."""
 
     @blp.response(200, JobSchema)
-    @blp.alt_response(404, schema=ErrorSchema, description="No such job.")
+    @documents_errors(blp, 401, 404, 503)
     def get(self, job_id: str) -> dict[str, Any]:
         """The job: status, progress, metrics, result or error."""
         return _get_or_404(job_id)
@@ -141,12 +130,11 @@ class JobCancel(MethodView):
     """Stopping a job."""
 
     @blp.response(202, JobSchema)
-    @blp.alt_response(404, schema=ErrorSchema, description="No such job.")
-    @blp.alt_response(409, schema=ErrorSchema, description="The job already finished.")
+    @documents_errors(blp, 401, 404, 409, 503)
     def post(self, job_id: str) -> dict[str, Any]:
         """Cancel a queued job at once, or ask a running job's worker to stop it."""
         try:
-            return services().jobs.cancel(job_id, TENANT).public()
+            return services().jobs.cancel(job_id, _tenant()).public()
         except NoSuchJob:
             abort(404, message=f"No job with id {job_id!r}.")
         except JobIsFinal as exc:
@@ -160,11 +148,11 @@ class JobEvents(MethodView):
 
     @blp.arguments(EventQuerySchema, location="query", as_kwargs=True)
     @blp.response(200, EventListSchema)
-    @blp.alt_response(404, schema=ErrorSchema, description="No such job.")
+    @documents_errors(blp, 401, 404, 422, 503)
     def get(self, job_id: str, after: int) -> dict[str, Any]:
         """The job's events, oldest first; ``after`` returns only newer ones."""
         try:
-            events = services().jobs.read_events(job_id, after, TENANT)
+            events = services().jobs.read_events(job_id, after, _tenant())
         except NoSuchJob:
             abort(404, message=f"No job with id {job_id!r}.")
         return {"events": [event.__dict__ for event in events]}

@@ -16,8 +16,8 @@ does not exist (a create that died half-way) is skipped and, once old, removed.
 from __future__ import annotations
 
 import base64
-import builtins
 import binascii
+import builtins
 import logging
 import random
 import time
@@ -31,6 +31,7 @@ from service.jobs.errors import JobIsFinal, LeaseLost, NoSuchJob, UpdateAborted
 from service.jobs.events import Event, EventLog
 from service.jobs.ids import invert_id, is_job_id, new_job_id, timestamp_ms
 from service.jobs.record import JobRecord, JobStatus
+from service.security.redaction import redact_data
 from service.storage.base import ObjectStore
 from service.storage.errors import NoSuchKey, PreconditionFailed
 
@@ -265,8 +266,13 @@ class JobStore:
         error: dict[str, str] | None = None,
         metrics: dict[str, float] | None = None,
     ) -> JobRecord:
-        """Move a job that ``worker`` holds to a final status."""
+        """Move a job that ``worker`` holds to a final status.
+
+        Secrets this process knows of are redacted from ``result`` and ``error`` first.
+        """
         check = self._held_by(worker)
+        result = redact_data(result) if result is not None else None
+        error = redact_data(error) if error is not None else None
 
         def mutate(record: JobRecord) -> None:
             check(record)
