@@ -15,6 +15,8 @@ MAX_URI_LENGTH = 1024
 #: What the OpenAPI document promises of a storage URI (the field checks more: no '..').
 URI_PATTERN = r"^(s3://[^/?#]+(/[^?#]*)?|file:///[^?#]*)$"
 Access = Literal["read", "write"]
+MAX_LAYER_INDEX = 100_000
+MAX_LAYER_NAME = 256
 
 
 class StorageURIField(fields.String):
@@ -78,19 +80,25 @@ class FreezeField(fields.Field[Any]):
                 {"type": "string", "enum": list(self.WORDS)},
                 {
                     "type": "object",
-                    "properties": {"first_n": {"type": "integer", "minimum": 0}},
+                    "properties": {
+                        "first_n": {"type": "integer", "minimum": 0, "maximum": MAX_LAYER_INDEX}
+                    },
                     "required": ["first_n"],
                     "additionalProperties": False,
                 },
                 {
                     "type": "object",
-                    "properties": {"until": {"type": "string"}},
+                    "properties": {
+                        "until": {"type": "string", "minLength": 1, "maxLength": MAX_LAYER_NAME}
+                    },
                     "required": ["until"],
                     "additionalProperties": False,
                 },
                 {
                     "type": "object",
-                    "properties": {"pattern": {"type": "string"}},
+                    "properties": {
+                        "pattern": {"type": "string", "minLength": 1, "maxLength": MAX_LAYER_NAME}
+                    },
                     "required": ["pattern"],
                     "additionalProperties": False,
                 },
@@ -117,13 +125,13 @@ class FreezeField(fields.Field[Any]):
             )
         ((key, arg),) = value.items()
         if key == "first_n":
-            if isinstance(arg, bool) or not isinstance(arg, int) or not 0 <= arg <= 100_000:
+            if isinstance(arg, bool) or not isinstance(arg, int) or not 0 <= arg <= MAX_LAYER_INDEX:
                 raise ValidationError({"first_n": ["Must be an integer from 0 to 100000."]})
         elif key == "until":
-            if not isinstance(arg, str) or not 0 < len(arg) <= 256:
+            if not isinstance(arg, str) or not 0 < len(arg) <= MAX_LAYER_NAME:
                 raise ValidationError({"until": ["Must be a layer name (1-256 characters)."]})
         elif key == "pattern":
-            if not isinstance(arg, str) or not 0 < len(arg) <= 256:
+            if not isinstance(arg, str) or not 0 < len(arg) <= MAX_LAYER_NAME:
                 raise ValidationError(
                     {"pattern": ["Must be a regular expression (1-256 characters)."]}
                 )
@@ -144,7 +152,10 @@ class LayerRefField(fields.Field[Any]):
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("metadata", {})
         kwargs["metadata"] = {
-            "oneOf": [{"type": "integer"}, {"type": "string", "minLength": 1, "maxLength": 256}],
+            "oneOf": [
+                {"type": "integer", "minimum": -MAX_LAYER_INDEX, "maximum": MAX_LAYER_INDEX},
+                {"type": "string", "minLength": 1, "maxLength": MAX_LAYER_NAME},
+            ],
             **kwargs["metadata"],
         }
         super().__init__(**kwargs)
@@ -158,9 +169,9 @@ class LayerRefField(fields.Field[Any]):
         if isinstance(value, bool):
             raise ValidationError("Must be a layer index (integer) or a layer name (string).")
         if isinstance(value, int):
-            if not -100_000 <= value <= 100_000:
+            if not -MAX_LAYER_INDEX <= value <= MAX_LAYER_INDEX:
                 raise ValidationError("Layer index out of range.")
             return value
-        if isinstance(value, str) and 0 < len(value) <= 256:
+        if isinstance(value, str) and 0 < len(value) <= MAX_LAYER_NAME:
             return value
         raise ValidationError("Must be a layer index (integer) or a layer name (string).")

@@ -14,6 +14,7 @@ LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.\-/]{0,61}[A-Za-z0-9])?$")
 MAX_LABEL_VALUE = 256
 MAX_EPOCHS = 1000
 MAX_BATCH_SIZE = 4096
+MAX_PHASES = 20
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 KERAS_NAME = validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", error="Must be a Keras name.")
 
@@ -186,7 +187,11 @@ class TrainingSchema(Schema):
 class PhaseSchema(Schema):
     """One phase of gradual unfreezing."""
 
-    epochs = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_EPOCHS))
+    epochs = fields.Integer(
+        required=True,
+        validate=validate.Range(min=1, max=MAX_EPOCHS),
+        metadata={"description": f"At most {MAX_EPOCHS}."},
+    )
     learning_rate = fields.Float(
         load_default=None,
         allow_none=True,
@@ -258,7 +263,12 @@ class JobSpecSchema(Schema):
         keys=fields.String(validate=validate.Regexp(LABEL_KEY, error="Not a valid label key.")),
         values=fields.String(validate=validate.Length(max=MAX_LABEL_VALUE)),
         load_default=dict,
-        metadata={"description": f"At most {MAX_LABELS} key=value labels for filtering."},
+        metadata={
+            "description": f"At most {MAX_LABELS} key=value labels for filtering. A key is "
+            "1-63 letters, digits, '_', '.', '-' or '/', starting and ending with a letter or "
+            f"digit; a value at most {MAX_LABEL_VALUE} characters.",
+            "maxProperties": MAX_LABELS,
+        },
     )
     base_model = fields.Nested(BaseModelSchema, required=True)
     dataset = fields.Nested(DatasetSchema, required=True)
@@ -274,8 +284,11 @@ class JobSpecSchema(Schema):
         fields.Nested(PhaseSchema),
         load_default=None,
         allow_none=True,
-        validate=validate.Length(min=1, max=20),
-        metadata={"description": "Default null: one phase from training and freeze."},
+        validate=validate.Length(min=1, max=MAX_PHASES),
+        metadata={
+            "description": "Default null: one phase from training and freeze. At most "
+            f"{MAX_PHASES} phases and {MAX_EPOCHS} epochs in all."
+        },
     )
     output = fields.Nested(OutputSchema, required=True)
     gate = fields.Nested(
@@ -290,3 +303,13 @@ class JobSpecSchema(Schema):
     def _label_count(self, value: dict[str, str], **kwargs: Any) -> None:
         if len(value) > MAX_LABELS:
             raise ValidationError(f"At most {MAX_LABELS} labels.")
+
+    @validates_schema
+    def _total_epochs(self, data: dict[str, Any], **kwargs: Any) -> None:
+        phases = data.get("schedule") or []
+        total = sum(phase.get("epochs", 0) for phase in phases)
+        if total > MAX_EPOCHS:
+            raise ValidationError(
+                f"At most {MAX_EPOCHS} epochs in all phases together; these add up to {total}.",
+                field_name="schedule",
+            )

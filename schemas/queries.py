@@ -15,7 +15,10 @@ class JobListQuerySchema(Schema):
     status = fields.String(
         validate=validate.OneOf(STATUSES), metadata={"description": "Only jobs with this status."}
     )
-    label = fields.String(metadata={"description": "Only jobs with this label, as key=value."})
+    label = fields.String(
+        validate=validate.Length(min=3, max=320),
+        metadata={"description": "Only jobs with this label, as key=value."},
+    )
     limit = fields.Integer(
         load_default=20,
         validate=validate.Range(min=1, max=100),

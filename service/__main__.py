@@ -21,7 +21,10 @@ def _worker(_: argparse.Namespace) -> int:
     from service.config import Config
     from service.context import build_services
     from service.worker import Worker
+    from service.worker.isolation import make_undumpable
 
+    # Before anything holds credentials in memory: the trainer must not read them from here.
+    make_undumpable()
     worker = Worker(build_services(Config.from_env()))
 
     def stop(signum: int, frame: FrameType | None) -> None:

@@ -13,7 +13,7 @@ from flask_smorest import Api
 
 from schemas import ErrorSchema
 from service import __version__
-from service.api import auth, errors, health, jobs
+from service.api import auth, bodies, errors, health, jobs
 from service.config import Config
 from service.context import Services, build_services
 from service.logs import configure_logging
@@ -76,6 +76,7 @@ def create_app(
         },
     )
     auth.install(app, tokens)
+    bodies.install(app)
     api.register_blueprint(jobs.blp)
     api.register_blueprint(health.blp)
     errors.register(app)

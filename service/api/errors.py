@@ -6,7 +6,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
 from service.security.redaction import redact, redact_data
@@ -47,7 +47,14 @@ def _http_error(exc: HTTPException) -> Response:
     errors = data.get("messages") or data.get("errors")
     message = data.get("message")
     if not message:
-        if code == 422 and errors:
+        if code == 413:
+            limit = current_app.config.get("MAX_CONTENT_LENGTH")
+            message = (
+                f"The request body is larger than this service's limit of {limit} bytes."
+                if limit
+                else "The request body is too large."
+            )
+        elif code == 422 and errors:
             message = "The request has invalid fields: see errors."
         elif code == 400 and errors:
             message = "The request body is not valid JSON."

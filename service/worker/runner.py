@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import queue
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
-from service.security.redaction import is_secret_variable, process_redactor
 from service.trainer.request import TrainingOutcome, TrainingRequest
 from service.worker import child_entry
 from service.worker.errors import JobFailure
+from service.worker.isolation import start_child
 
 log = logging.getLogger(__name__)
 
@@ -25,44 +22,6 @@ MessageHandler = Callable[[dict[str, Any]], None]
 Watchdog = Callable[[], None]
 
 _STOP_GRACE_SECONDS = 5.0
-#: Held while the environment is without its secrets, so that two starts never interleave
-#: (the second would otherwise "restore" an environment that has none).
-_SPAWN_LOCK = threading.Lock()
-
-
-def is_withheld_from_child(name: str) -> bool:
-    """Whether the variable ``name`` is kept out of the trainer's environment.
-
-    Every ``AWS_*`` variable (credentials, endpoints, profiles: the trainer does no storage
-    I/O) and every other variable named like a secret (``FINETUNE_TOKEN``...).
-    """
-    return name.startswith("AWS_") or is_secret_variable(name)
-
-
-@contextmanager
-def environment_without_secrets() -> Iterator[None]:
-    """Remove the withheld variables from ``os.environ`` for the duration, then restore them.
-
-    ``spawn`` execs the child with the parent's environment at that moment, and there is no
-    way to hand multiprocessing another one. Deleting the variables inside the child would be
-    too late: ``/proc/<pid>/environ`` keeps what the process was started with. This process's
-    boto3 client has read its credentials already, so it works on while they are away.
-    """
-    process_redactor()  # remembers the secret values, to redact them while they are gone
-    with _SPAWN_LOCK:
-        removed = {
-            name: os.environ.pop(name) for name in list(os.environ) if is_withheld_from_child(name)
-        }
-        try:
-            yield
-        finally:
-            os.environ.update(removed)
-
-
-def start_without_secrets(process: multiprocessing.process.BaseProcess) -> None:
-    """Start a ``spawn`` process whose environment holds no storage credentials."""
-    with environment_without_secrets():
-        process.start()
 
 
 def stop_process(process: multiprocessing.process.BaseProcess) -> None:
@@ -81,17 +40,13 @@ def run_training(
 ) -> TrainingOutcome:
     """Train in a fresh spawned process; return its outcome or raise JobFailure.
 
+    The process starts without storage credentials in its environment (see isolation.py).
+
     Exceptions raised by ``watchdog`` or ``on_message`` stop the child and propagate.
     """
-    context = multiprocessing.get_context("spawn")
-    messages: Any = context.Queue()
-    process = context.Process(
-        target=child_entry.main,
-        args=(request.to_dict(), messages),
-        name=f"trainer-{request.job_id}",
-        daemon=True,
+    process, messages = start_child(
+        child_entry.main, (request.to_dict(),), name=f"trainer-{request.job_id}"
     )
-    start_without_secrets(process)
     log.info("trainer process %s started for job %s", process.pid, request.job_id)
     try:
         while True:
