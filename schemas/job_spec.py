@@ -16,7 +16,10 @@ MAX_EPOCHS = 1000
 MAX_BATCH_SIZE = 4096
 MAX_PHASES = 20
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-KERAS_NAME = validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", error="Must be a Keras name.")
+KERAS_NAME = [
+    validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", error="Must be a Keras name."),
+    validate.Length(min=1, max=64),
+]
 
 
 def _defaults(schema: type[Schema]) -> Any:

@@ -30,9 +30,10 @@ _SECRET_NAME = re.compile(r"^(AWS|FINETUNE)_\w*(SECRET|TOKEN|PASSWORD|PASSWD|CRE
 _NOT_SECRET_NAME = re.compile(r"_(FILE|PATH|DIR|URI|URL)$")
 
 _SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
-    # "Authorization: ...", "'Authorization': b'...'", "authorization=..." up to the quote/eol.
+    # "Authorization: ...", "'Authorization': b'...'", "authorization=...": the whole value,
+    # up to its closing quote or the end of the line (a SigV4 value holds commas).
     (
-        re.compile(r"(?i)(\bauthorization['\"]?\s*[:=]\s*b?['\"]?)[^'\"\r\n,}]+"),
+        re.compile(r"(?i)(\bauthorization['\"]?\s*[:=]\s*b?['\"]?)[^'\"\r\n]+"),
         r"\1" + REDACTED,
     ),
     # Long enough to be a credential, not prose ("bearer token", "Bearer realm").
