@@ -12,8 +12,18 @@ from service.security.prefixes import unsafe_key_reason
 from service.storage.uri import InvalidURI, parse_uri
 
 MAX_URI_LENGTH = 1024
-#: What the OpenAPI document promises of a storage URI (the field checks more: no '..').
-URI_PATTERN = r"^(s3://[^/?#]+(/[^?#]*)?|file:///[^?#]*)$"
+_SAFE = r"[^?#\x00-\x1f\x7f\\]"  # no query, fragment, control character or backslash
+_NO_DOT_SEGMENT = r"(?!.*/\.\.?(/|$))"
+#: The characters S3 and S3-compatible servers allow in bucket names.
+_BUCKET = r"[A-Za-z0-9._\-]{1,255}"
+_BUCKET_NAME = re.compile(rf"^{_BUCKET}$")
+#: What the OpenAPI document promises of a storage URI: s3:// or file://, no '.' or '..'
+#: segment, no query, control character or backslash.
+URI_PATTERN = rf"^{_NO_DOT_SEGMENT}(s3://{_BUCKET}(/{_SAFE}*)?|file://(localhost)?/{_SAFE}*)$"
+#: The same, for a URI that must name a folder (end with '/').
+PREFIX_PATTERN = (
+    rf"^{_NO_DOT_SEGMENT}(s3://{_BUCKET}(/({_SAFE}*/)?)?|file://(localhost)?/({_SAFE}*/)?)$"
+)
 Access = Literal["read", "write"]
 MAX_LAYER_INDEX = 100_000
 MAX_LAYER_NAME = 256
@@ -36,7 +46,7 @@ class StorageURIField(fields.String):
         kwargs["metadata"] = {
             "description": "s3://bucket/key, or file:///path where the service has local storage.",
             "maxLength": MAX_URI_LENGTH,
-            "pattern": URI_PATTERN,
+            "pattern": PREFIX_PATTERN if prefix else URI_PATTERN,
             "x-storage-access": access,
             **kwargs["metadata"],
         }
@@ -50,11 +60,18 @@ class StorageURIField(fields.String):
         text = super()._deserialize(value, attr, data, **kwargs)
         if len(text) > MAX_URI_LENGTH:
             raise ValidationError(f"Longer than {MAX_URI_LENGTH} characters.")
+        if any(ord(char) < 0x20 or ord(char) == 0x7F for char in text):
+            # urlsplit would silently drop tabs and newlines: refuse rather than reinterpret.
+            raise ValidationError("Not a usable storage location: it contains a control character.")
         try:
             parsed = parse_uri(text)
         except InvalidURI as exc:
             raise ValidationError(str(exc)) from exc
         reason = unsafe_key_reason(parsed.key)
+        if parsed.scheme == "s3" and not _BUCKET_NAME.match(parsed.bucket):
+            reason = "a bucket name has only letters, digits, '.', '_' and '-'"
+        if parsed.bucket in (".", ".."):
+            reason = "'.' and '..' are not bucket names"
         if reason:
             raise ValidationError(f"Not a usable storage location: {reason}.")
         if self.prefix is True and not parsed.is_prefix:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
@@ -221,6 +221,14 @@ class OutputSchema(Schema):
 
 class GateSchema(Schema):
     """A bar the final metric must clear for the job to succeed."""
+
+    #: min, max or both: stated in the OpenAPI document (see service/api/openapi_extras.py).
+    OPENAPI_EXTRA: ClassVar[dict[str, Any]] = {
+        "anyOf": [
+            {"required": ["min"], "properties": {"min": {"type": "number"}}},
+            {"required": ["max"], "properties": {"max": {"type": "number"}}},
+        ]
+    }
 
     metric = fields.String(required=True, validate=validate.Length(min=1, max=64))
     min = fields.Float(

@@ -14,6 +14,7 @@ from flask_smorest import Api
 from schemas import ErrorSchema
 from service import __version__
 from service.api import auth, bodies, errors, health, jobs
+from service.api.openapi_extras import SchemaExtrasPlugin, install_converters
 from service.config import Config
 from service.context import Services, build_services
 from service.logs import configure_logging
@@ -63,6 +64,7 @@ def create_app(
             "info": {"description": _DESCRIPTION},
             # Every operation needs the token unless it says otherwise (the probes do).
             "security": [{auth.SECURITY_SCHEME: []}],
+            "extra_plugins": [SchemaExtrasPlugin()],
         },
     )
     api.spec.components.security_scheme(
@@ -75,6 +77,7 @@ def create_app(
             "which jobs it sees and which storage prefixes its specs may name.",
         },
     )
+    install_converters(api)
     auth.install(app, tokens)
     bodies.install(app)
     api.register_blueprint(jobs.blp)

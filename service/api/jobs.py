@@ -7,6 +7,7 @@ from typing import Any
 from flask import request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
+from marshmallow import RAISE
 
 from schemas import (
     EventListSchema,
@@ -56,7 +57,7 @@ def _get_or_404(job_id: str) -> dict[str, Any]:
 class Jobs(MethodView):
     """The collection of jobs."""
 
-    @blp.arguments(JobListQuerySchema, location="query", as_kwargs=True)
+    @blp.arguments(JobListQuerySchema, location="query", as_kwargs=True, unknown=RAISE)
     @blp.response(200, JobListSchema)
     @documents_errors(blp, 401, 422, 503)
     def get(
@@ -146,7 +147,7 @@ class JobCancel(MethodView):
 class JobEvents(MethodView):
     """What happened to a job."""
 
-    @blp.arguments(EventQuerySchema, location="query", as_kwargs=True)
+    @blp.arguments(EventQuerySchema, location="query", as_kwargs=True, unknown=RAISE)
     @blp.response(200, EventListSchema)
     @documents_errors(blp, 401, 404, 422, 503)
     def get(self, job_id: str, after: int) -> dict[str, Any]:

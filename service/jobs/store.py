@@ -378,7 +378,7 @@ def _encode_cursor(key: str) -> str:
 def _decode_cursor(cursor: str, index_prefix: str) -> str:
     try:
         key = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError) as exc:
+    except (binascii.Error, UnicodeError, ValueError) as exc:  # non-ASCII text: ValueError
         raise InvalidCursor("Not a cursor this service handed out.") from exc
     if not key.startswith(index_prefix) or not is_job_id(invert_id(key[len(index_prefix) :])):
         raise InvalidCursor("Not a cursor this service handed out.")

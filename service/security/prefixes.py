@@ -35,6 +35,9 @@ def normalize_location(uri: str | StorageURI) -> StorageURI:
     Raises:
         InvalidPrefix: The URI is malformed or has a key that cannot be matched safely.
     """
+    if isinstance(uri, str) and any(ord(char) < 0x20 or ord(char) == 0x7F for char in uri):
+        # urlsplit drops tabs and newlines silently: what it parses is not what was sent.
+        raise InvalidPrefix(f"{uri!r} cannot be used: it contains a control character.")
     try:
         parsed = parse_uri(uri) if isinstance(uri, str) else uri
     except InvalidURI as exc:
