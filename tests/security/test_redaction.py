@@ -133,7 +133,7 @@ def test_gunicorn_logs_are_redacted(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     config = GunicornConfig()
     config.set("errorlog", str(tmp_path / "error.log"))
     config.set("accesslog", str(tmp_path / "access.log"))
-    config.set("access_log_format", '%(r)s %({authorization}i)s')
+    config.set("access_log_format", "%(r)s %({authorization}i)s")
     logger = RedactingGunicornLogger(config)
     logger.error("boot failed with %s", SECRET_KEY)
     logger.access_log.info("%s", f"Authorization: Bearer {TOKEN}")
