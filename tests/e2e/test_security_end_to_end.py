@@ -135,7 +135,10 @@ def test_tokens_limits_and_a_bad_auth_file_under_gunicorn(
 
 def _children(pid: int) -> Iterator[int]:
     for task in Path(f"/proc/{pid}/task").iterdir():
-        children = (task / "children").read_text().split()
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue  # the thread ended meanwhile
         yield from (int(child) for child in children)
 
 
