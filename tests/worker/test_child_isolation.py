@@ -8,10 +8,10 @@ was started with, whatever the process deletes from ``os.environ`` later.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-from multiprocessing import resource_tracker
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ from service.worker.isolation import start_child
 from service.worker.runner import stop_process
 from tests.helpers.children import idle
 
+REPO = Path(__file__).resolve().parents[2]
 SECRETS = {
     "AWS_ACCESS_KEY_ID": "AKIAISOLATIONTEST0001",
     "AWS_SECRET_ACCESS_KEY": "isolation-secret-key-4f1d9c2e7b",
@@ -31,15 +32,20 @@ SECRETS = {
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
 
-def _environ_of(pid: int) -> dict[str, str]:
-    raw = Path(f"/proc/{pid}/environ").read_bytes()
+def _parse(raw: bytes) -> dict[str, str]:
     pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
     return {key.decode(): value.decode(errors="replace") for key, value in pairs}
 
 
-def test_the_child_and_the_resource_tracker_start_without_credentials(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def _assert_clean(environ_bytes: bytes, role: str) -> None:
+    environ = _parse(environ_bytes)
+    assert not [name for name in environ if name.startswith("AWS_")], (role, sorted(environ))
+    assert "FINETUNE_TOKEN" not in environ, role
+    for value in SECRETS.values():
+        assert value.encode() not in environ_bytes, (role, value)
+
+
+def test_the_trainer_child_starts_without_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("FINETUNE_WORK_DIR", "/tmp/isolation-work")  # not a secret: kept
@@ -47,24 +53,54 @@ def test_the_child_and_the_resource_tracker_start_without_credentials(
     try:
         assert messages.get(timeout=60) == {"type": "ready"}
         assert process.pid is not None
-        helpers = {"trainer": process.pid}
-        tracker_pid = getattr(resource_tracker._resource_tracker, "_pid", None)
-        if tracker_pid is not None:
-            helpers["resource tracker"] = tracker_pid
-        for role, pid in helpers.items():
-            environ = _environ_of(pid)
-            raw = Path(f"/proc/{pid}/environ").read_bytes()
-            assert not [name for name in environ if name.startswith("AWS_")], role
-            assert "FINETUNE_TOKEN" not in environ, role
-            for value in SECRETS.values():
-                assert value.encode() not in raw, (role, value)
-        assert _environ_of(process.pid)["FINETUNE_WORK_DIR"] == "/tmp/isolation-work"
+        raw = Path(f"/proc/{process.pid}/environ").read_bytes()
+        _assert_clean(raw, "trainer")
+        assert _parse(raw)["FINETUNE_WORK_DIR"] == "/tmp/isolation-work"
     finally:
         stop_process(process)
         messages.close()
     # The worker itself keeps its environment (its boto3 client read it at start-up anyway).
     for name, value in SECRETS.items():
         assert os.environ[name] == value
+
+
+_FRESH_WORKER = """
+import json, sys
+from multiprocessing import resource_tracker
+from pathlib import Path
+from service.worker.isolation import start_child
+from service.worker.runner import stop_process
+from tests.helpers.children import idle
+assert getattr(resource_tracker._resource_tracker, "_pid", None) is None
+process, messages = start_child(idle, (60,), name="trainer-isolation-test")
+try:
+    messages.get(timeout=60)
+    tracker = resource_tracker._resource_tracker._pid
+    found = {
+        role: Path(f"/proc/{pid}/environ").read_bytes().hex()
+        for role, pid in (("trainer", process.pid), ("resource tracker", tracker))
+    }
+finally:
+    stop_process(process)
+print(json.dumps(found))
+"""
+
+
+def test_the_resource_tracker_starts_without_credentials_too() -> None:
+    """multiprocessing's helper process, started on a worker's first job, in a fresh process."""
+    result = subprocess.run(
+        [sys.executable, "-c", _FRESH_WORKER],
+        cwd=REPO,
+        env={**os.environ, **SECRETS},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(found) == {"trainer", "resource tracker"}
+    for role, environ_hex in found.items():
+        _assert_clean(bytes.fromhex(environ_hex), role)
 
 
 def test_the_worker_process_marks_itself_not_dumpable() -> None:
