@@ -20,6 +20,10 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 graceful_timeout = 10
 keepalive = 5
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
+# No request headers, user names or referrers in the access log (Authorization stays out);
+# both gunicorn logs pass through the service's secret redaction.
+access_log_format = '%(h)s %(t)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
+logger_class = "service.logs.RedactingGunicornLogger"
 # Each worker builds its own app (and storage client): nothing is shared across a fork.
 preload_app = False
 

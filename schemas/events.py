@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+#: Sequence numbers are stored with 10 digits.
+MAX_SEQ = 9_999_999_999
+
 
 class EventSchema(Schema):
     """One thing that happened to a job."""
@@ -29,6 +32,6 @@ class EventQuerySchema(Schema):
 
     after = fields.Integer(
         load_default=0,
-        validate=validate.Range(min=0),
+        validate=validate.Range(min=0, max=MAX_SEQ),
         metadata={"description": "Only events with a larger seq. Default 0."},
     )

@@ -4,28 +4,56 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from marshmallow import ValidationError, fields
 
+from service.security.prefixes import unsafe_key_reason
 from service.storage.uri import InvalidURI, parse_uri
 
 MAX_URI_LENGTH = 1024
+_SAFE = r"[^?#\x00-\x1f\x7f\\]"  # no query, fragment, control character or backslash
+_NO_DOT_SEGMENT = r"(?!.*/\.\.?(/|$))"
+#: The characters S3 and S3-compatible servers allow in bucket names.
+_BUCKET = r"[A-Za-z0-9._\-]{1,255}"
+_BUCKET_NAME = re.compile(rf"^{_BUCKET}$")
+#: What the OpenAPI document promises of a storage URI: s3:// or file://, no '.' or '..'
+#: segment, no query, control character or backslash.
+URI_PATTERN = rf"^{_NO_DOT_SEGMENT}(s3://{_BUCKET}(/{_SAFE}*)?|file://(localhost)?/{_SAFE}*)$"
+#: The same, for a URI that must name a folder (end with '/').
+PREFIX_PATTERN = (
+    rf"^{_NO_DOT_SEGMENT}(s3://{_BUCKET}(/({_SAFE}*/)?)?|file://(localhost)?/({_SAFE}*/)?)$"
+)
+Access = Literal["read", "write"]
+MAX_LAYER_INDEX = 100_000
+MAX_LAYER_NAME = 256
 
 
 class StorageURIField(fields.String):
-    """A storage URI: ``s3://bucket/key`` or ``file:///path`` (other schemes are refused)."""
+    """A storage URI: ``s3://bucket/key`` or ``file:///path`` (other schemes are refused).
 
-    def __init__(self, *, prefix: bool | None = None, **kwargs: Any) -> None:
+    Args:
+        prefix: True where the URI must name a folder (end with '/').
+        access: What the job does there: ``read`` (inputs) or ``write`` (outputs). Where
+            tokens are configured, the caller's tenant must hold a prefix of that kind
+            covering the URI (service/api/access.py walks the schema for these fields).
+    """
+
+    def __init__(
+        self, *, prefix: bool | None = None, access: Access = "read", **kwargs: Any
+    ) -> None:
         kwargs.setdefault("metadata", {})
         kwargs["metadata"] = {
             "description": "s3://bucket/key, or file:///path where the service has local storage.",
             "maxLength": MAX_URI_LENGTH,
+            "pattern": PREFIX_PATTERN if prefix else URI_PATTERN,
+            "x-storage-access": access,
             **kwargs["metadata"],
         }
         super().__init__(**kwargs)
         self.prefix = prefix
+        self.access: Access = access
 
     def _deserialize(
         self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
@@ -33,10 +61,20 @@ class StorageURIField(fields.String):
         text = super()._deserialize(value, attr, data, **kwargs)
         if len(text) > MAX_URI_LENGTH:
             raise ValidationError(f"Longer than {MAX_URI_LENGTH} characters.")
+        if any(ord(char) < 0x20 or ord(char) == 0x7F for char in text):
+            # urlsplit would silently drop tabs and newlines: refuse rather than reinterpret.
+            raise ValidationError("Not a usable storage location: it contains a control character.")
         try:
             parsed = parse_uri(text)
         except InvalidURI as exc:
             raise ValidationError(str(exc)) from exc
+        reason = unsafe_key_reason(parsed.key)
+        if parsed.scheme == "s3" and not _BUCKET_NAME.match(parsed.bucket):
+            reason = "a bucket name has only letters, digits, '.', '_' and '-'"
+        if parsed.bucket in (".", ".."):
+            reason = "'.' and '..' are not bucket names"
+        if reason:
+            raise ValidationError(f"Not a usable storage location: {reason}.")
         if self.prefix is True and not parsed.is_prefix:
             raise ValidationError("Must be a prefix ending with '/'.")
         return text
@@ -60,19 +98,25 @@ class FreezeField(fields.Field[Any]):
                 {"type": "string", "enum": list(self.WORDS)},
                 {
                     "type": "object",
-                    "properties": {"first_n": {"type": "integer", "minimum": 0}},
+                    "properties": {
+                        "first_n": {"type": "integer", "minimum": 0, "maximum": MAX_LAYER_INDEX}
+                    },
                     "required": ["first_n"],
                     "additionalProperties": False,
                 },
                 {
                     "type": "object",
-                    "properties": {"until": {"type": "string"}},
+                    "properties": {
+                        "until": {"type": "string", "minLength": 1, "maxLength": MAX_LAYER_NAME}
+                    },
                     "required": ["until"],
                     "additionalProperties": False,
                 },
                 {
                     "type": "object",
-                    "properties": {"pattern": {"type": "string"}},
+                    "properties": {
+                        "pattern": {"type": "string", "minLength": 1, "maxLength": MAX_LAYER_NAME}
+                    },
                     "required": ["pattern"],
                     "additionalProperties": False,
                 },
@@ -99,13 +143,13 @@ class FreezeField(fields.Field[Any]):
             )
         ((key, arg),) = value.items()
         if key == "first_n":
-            if isinstance(arg, bool) or not isinstance(arg, int) or not 0 <= arg <= 100_000:
+            if isinstance(arg, bool) or not isinstance(arg, int) or not 0 <= arg <= MAX_LAYER_INDEX:
                 raise ValidationError({"first_n": ["Must be an integer from 0 to 100000."]})
         elif key == "until":
-            if not isinstance(arg, str) or not 0 < len(arg) <= 256:
+            if not isinstance(arg, str) or not 0 < len(arg) <= MAX_LAYER_NAME:
                 raise ValidationError({"until": ["Must be a layer name (1-256 characters)."]})
         elif key == "pattern":
-            if not isinstance(arg, str) or not 0 < len(arg) <= 256:
+            if not isinstance(arg, str) or not 0 < len(arg) <= MAX_LAYER_NAME:
                 raise ValidationError(
                     {"pattern": ["Must be a regular expression (1-256 characters)."]}
                 )
@@ -126,7 +170,10 @@ class LayerRefField(fields.Field[Any]):
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("metadata", {})
         kwargs["metadata"] = {
-            "oneOf": [{"type": "integer"}, {"type": "string", "minLength": 1, "maxLength": 256}],
+            "oneOf": [
+                {"type": "integer", "minimum": -MAX_LAYER_INDEX, "maximum": MAX_LAYER_INDEX},
+                {"type": "string", "minLength": 1, "maxLength": MAX_LAYER_NAME},
+            ],
             **kwargs["metadata"],
         }
         super().__init__(**kwargs)
@@ -140,10 +187,10 @@ class LayerRefField(fields.Field[Any]):
         if isinstance(value, bool):
             raise ValidationError("Must be a layer index (integer) or a layer name (string).")
         if isinstance(value, int):
-            if not -100_000 <= value <= 100_000:
+            if not -MAX_LAYER_INDEX <= value <= MAX_LAYER_INDEX:
                 raise ValidationError("Layer index out of range.")
             return value
-        if isinstance(value, str) and 0 < len(value) <= 256:
+        if isinstance(value, str) and 0 < len(value) <= MAX_LAYER_NAME:
             return value
         raise ValidationError("Must be a layer index (integer) or a layer name (string).")
 

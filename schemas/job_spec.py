@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
@@ -14,8 +14,12 @@ LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.\-/]{0,61}[A-Za-z0-9])?$")
 MAX_LABEL_VALUE = 256
 MAX_EPOCHS = 1000
 MAX_BATCH_SIZE = 4096
+MAX_PHASES = 20
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-KERAS_NAME = validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", error="Must be a Keras name.")
+KERAS_NAME = [
+    validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", error="Must be a Keras name."),
+    validate.Length(min=1, max=64),
+]
 
 
 def _defaults(schema: type[Schema]) -> Any:
@@ -186,7 +190,11 @@ class TrainingSchema(Schema):
 class PhaseSchema(Schema):
     """One phase of gradual unfreezing."""
 
-    epochs = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_EPOCHS))
+    epochs = fields.Integer(
+        required=True,
+        validate=validate.Range(min=1, max=MAX_EPOCHS),
+        metadata={"description": f"At most {MAX_EPOCHS}."},
+    )
     learning_rate = fields.Float(
         load_default=None,
         allow_none=True,
@@ -204,12 +212,23 @@ class OutputSchema(Schema):
     """Where the result goes."""
 
     uri = StorageURIField(
-        prefix=True, required=True, metadata={"description": "A prefix ending with '/'."}
+        prefix=True,
+        access="write",
+        required=True,
+        metadata={"description": "A prefix ending with '/'."},
     )
 
 
 class GateSchema(Schema):
     """A bar the final metric must clear for the job to succeed."""
+
+    #: min, max or both: stated in the OpenAPI document (see service/api/openapi_extras.py).
+    OPENAPI_EXTRA: ClassVar[dict[str, Any]] = {
+        "anyOf": [
+            {"required": ["min"], "properties": {"min": {"type": "number"}}},
+            {"required": ["max"], "properties": {"max": {"type": "number"}}},
+        ]
+    }
 
     metric = fields.String(required=True, validate=validate.Length(min=1, max=64))
     min = fields.Float(
@@ -274,7 +293,12 @@ class JobSpecSchema(Schema):
         keys=fields.String(validate=validate.Regexp(LABEL_KEY, error="Not a valid label key.")),
         values=fields.String(validate=validate.Length(max=MAX_LABEL_VALUE)),
         load_default=dict,
-        metadata={"description": f"At most {MAX_LABELS} key=value labels for filtering."},
+        metadata={
+            "description": f"At most {MAX_LABELS} key=value labels for filtering. A key is "
+            "1-63 letters, digits, '_', '.', '-' or '/', starting and ending with a letter or "
+            f"digit; a value at most {MAX_LABEL_VALUE} characters.",
+            "maxProperties": MAX_LABELS,
+        },
     )
     base_model = fields.Nested(BaseModelSchema, required=True)
     dataset = fields.Nested(DatasetSchema, required=True)
@@ -290,8 +314,11 @@ class JobSpecSchema(Schema):
         fields.Nested(PhaseSchema),
         load_default=None,
         allow_none=True,
-        validate=validate.Length(min=1, max=20),
-        metadata={"description": "Default null: one phase from training and freeze."},
+        validate=validate.Length(min=1, max=MAX_PHASES),
+        metadata={
+            "description": "Default null: one phase from training and freeze. At most "
+            f"{MAX_PHASES} phases and {MAX_EPOCHS} epochs in all."
+        },
     )
     output = fields.Nested(OutputSchema, required=True)
     gate = fields.Nested(
@@ -312,3 +339,13 @@ class JobSpecSchema(Schema):
     def _label_count(self, value: dict[str, str], **kwargs: Any) -> None:
         if len(value) > MAX_LABELS:
             raise ValidationError(f"At most {MAX_LABELS} labels.")
+
+    @validates_schema
+    def _total_epochs(self, data: dict[str, Any], **kwargs: Any) -> None:
+        phases = data.get("schedule") or []
+        total = sum(phase.get("epochs", 0) for phase in phases)
+        if total > MAX_EPOCHS:
+            raise ValidationError(
+                f"At most {MAX_EPOCHS} epochs in all phases together; these add up to {total}.",
+                field_name="schedule",
+            )

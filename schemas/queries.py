@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
 
-from marshmallow import Schema, ValidationError, fields, validate, validates
+from marshmallow import Schema, fields, validate
 
 from schemas.job import STATUSES
+from schemas.job_spec import LABEL_KEY, MAX_LABEL_VALUE
+
+#: ``key=value``: a label key as a spec allows it, then any value a spec allows.
+LABEL_FILTER = re.compile(LABEL_KEY.pattern.removesuffix("$") + rf"=[\s\S]{{0,{MAX_LABEL_VALUE}}}$")
+MAX_LABEL_FILTER = 64 + MAX_LABEL_VALUE
 
 
 class JobListQuerySchema(Schema):
@@ -15,18 +20,19 @@ class JobListQuerySchema(Schema):
     status = fields.String(
         validate=validate.OneOf(STATUSES), metadata={"description": "Only jobs with this status."}
     )
-    label = fields.String(metadata={"description": "Only jobs with this label, as key=value."})
+    label = fields.String(
+        validate=[
+            validate.Length(min=2, max=MAX_LABEL_FILTER),
+            validate.Regexp(LABEL_FILTER, error="Must be key=value, with a valid label key."),
+        ],
+        metadata={"description": "Only jobs with this label, as key=value."},
+    )
     limit = fields.Integer(
         load_default=20,
         validate=validate.Range(min=1, max=100),
         metadata={"description": "Page size, 1-100. Default 20."},
     )
     cursor = fields.String(
-        validate=validate.Length(max=512),
+        validate=[validate.Length(max=512), validate.Regexp(r"^[A-Za-z0-9_\-]*$")],
         metadata={"description": "next_cursor of the previous page."},
     )
-
-    @validates("label")
-    def _key_value(self, value: str, **kwargs: Any) -> None:
-        if "=" not in value or value.startswith("="):
-            raise ValidationError("Must be key=value.")

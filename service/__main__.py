@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from types import FrameType
 
 from service.logs import configure_logging
+from service.security import SecurityError
 
 log = logging.getLogger("service")
 
@@ -21,7 +24,10 @@ def _worker(_: argparse.Namespace) -> int:
     from service.config import Config
     from service.context import build_services
     from service.worker import Worker
+    from service.worker.isolation import make_undumpable
 
+    # Before anything holds credentials in memory: the trainer must not read them from here.
+    make_undumpable()
     config = Config.from_env()
     worker = Worker(build_services(config))
     if config.worker_metrics_port:
@@ -38,12 +44,15 @@ def _worker(_: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from service.app import load_tokens
     from service.config import Config
     from service.context import build_services
     from service.http_server import serve_api
 
     config = Config.from_env()
-    build_services(config)  # fail fast, before starting anything, on unusable storage
+    # Fail fast, before starting anything, on an unusable auth file or storage.
+    load_tokens(config)
+    build_services(config)
     log.info(
         "embedded service: API on http://%s:%d, one worker, state in %s",
         args.host,
@@ -63,6 +72,28 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token(args: argparse.Namespace) -> int:
+    from service.security.issuing import add_to_auth_file, issue_token
+
+    issued = issue_token(args.tenant, args.name)
+    if args.auth_file:
+        add_to_auth_file(Path(args.auth_file), issued, args.read, args.write)
+        print(
+            f"added token {args.name!r} of tenant {args.tenant!r} to {args.auth_file}; "
+            "restart (or HUP) the API to load it. The token, shown only now:",
+            file=sys.stderr,
+        )
+    else:
+        entry = json.dumps(issued.entry)
+        print(
+            f"add this entry to tenants.{args.tenant}.tokens in the auth file:\n  {entry}\n"
+            "The token, shown only now (the file keeps only its hash):",
+            file=sys.stderr,
+        )
+    print(issued.token)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the chosen entry point."""
     configure_logging()
@@ -77,8 +108,29 @@ def main(argv: list[str] | None = None) -> int:
     serve.set_defaults(run=_serve)
     worker = commands.add_parser("worker", help="One worker: claims and runs jobs.")
     worker.set_defaults(run=_worker)
+    token = commands.add_parser(
+        "token",
+        help="Make a bearer token; print it (stdout) and its hashed auth-file entry.",
+        description="Make a random bearer token for a tenant. The token goes to stdout, once; "
+        "the auth file keeps only its SHA-256. With --auth-file the entry (and the tenant, "
+        "with the --read/--write prefixes) is added to that file.",
+    )
+    token.add_argument("--tenant", required=True, help="The tenant the token acts for.")
+    token.add_argument("--name", default="token", help="A name for the token (default token).")
+    token.add_argument("--auth-file", help="Add the entry to this auth file (created if missing).")
+    token.add_argument(
+        "--read", action="append", default=[], metavar="PREFIX", help="Readable prefix (repeat)."
+    )
+    token.add_argument(
+        "--write", action="append", default=[], metavar="PREFIX", help="Writable prefix (repeat)."
+    )
+    token.set_defaults(run=_token)
     args = parser.parse_args(argv)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except SecurityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

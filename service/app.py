@@ -13,12 +13,14 @@ from flask_smorest import Api
 
 from schemas import ErrorSchema
 from service import __version__
-from service.api import docs, errors, health, jobs, metrics
+from service.api import auth, bodies, docs, errors, health, jobs, metrics
+from service.api.openapi_extras import SchemaExtrasPlugin, install_converters
 from service.config import Config
 from service.context import Services, build_services
 from service.logs import configure_logging
 from service.metrics.api import count_storage_error, install_request_timing
 from service.metrics.store_collector import StoreCollector
+from service.security import TokenTable
 from service.webhooks.notifier import JobNotifier
 
 log = logging.getLogger(__name__)
@@ -35,9 +37,15 @@ def create_app(
     services: Services | None = None,
     test_config: dict[str, Any] | None = None,
 ) -> Flask:
-    """Build the Flask app: configuration, storage and job store, blueprints, error handlers."""
+    """Build the Flask app: configuration, tokens, storage and job store, blueprints, errors.
+
+    Raises:
+        AuthFileError: ``FINETUNE_AUTH_FILE`` is set but unusable (the message says why);
+            the service refuses to start rather than run open by mistake.
+    """
     configure_logging()
     config = config or (services.config if services else Config.from_env())
+    tokens = load_tokens(config)
     services = services or build_services(config)
     app = Flask(__name__)
     app.config.update(
@@ -64,14 +72,58 @@ def create_app(
         on_storage_error=lambda: count_storage_error("metrics"),
     )
     install_request_timing(app)
-    api = _Api(app, spec_kwargs={"info": {"description": _DESCRIPTION}})
+    api = _Api(
+        app,
+        spec_kwargs={
+            "info": {"description": _DESCRIPTION},
+            # Every operation needs the token unless it says otherwise (the probes do).
+            "security": [{auth.SECURITY_SCHEME: []}],
+            "extra_plugins": [SchemaExtrasPlugin()],
+        },
+    )
+    api.spec.components.security_scheme(
+        auth.SECURITY_SCHEME,
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "Where the service is configured with tokens (FINETUNE_AUTH_FILE), "
+            "every /v1 call needs 'Authorization: Bearer <token>'; the token's tenant decides "
+            "which jobs it sees and which storage prefixes its specs may name.",
+        },
+    )
+    install_converters(api)
+    auth.install(app, tokens)
+    bodies.install(app)
     api.register_blueprint(jobs.blp)
-    app.register_blueprint(health.blp)
+    api.register_blueprint(health.blp)
     app.register_blueprint(metrics.blp)
     app.register_blueprint(docs.blp)
     errors.register(app)
     log.info("API ready: state in %s", config.state_uri)
     return app
+
+
+def load_tokens(config: Config) -> TokenTable | None:
+    """The auth file's tokens, or None (and a warning) where none is configured.
+
+    Raises:
+        AuthFileError: The file is set but missing, malformed or holds no token.
+    """
+    if config.auth_file is None:
+        log.warning(
+            "FINETUNE_AUTH_FILE is not set: the API runs OPEN, without authentication. Every "
+            "caller is tenant 'default' and may name any storage the service can reach. "
+            "For local use only."
+        )
+        return None
+    tokens = TokenTable.load(config.auth_file)
+    log.info(
+        "authentication on: %d token(s) for tenant(s) %s from %s",
+        len(tokens),
+        ", ".join(tokens.tenants),
+        config.auth_file,
+    )
+    return tokens
 
 
 _DESCRIPTION = (

@@ -48,6 +48,8 @@ class Config:
             (``FINETUNE_METRICS_CACHE_SECONDS``).
         metrics_scan_limit: How many of the newest jobs ``/metrics`` counts by status
             (``FINETUNE_METRICS_SCAN_LIMIT``).
+        auth_file: The tokens, tenants and storage prefixes (``FINETUNE_AUTH_FILE``); None
+            runs the API open, without authentication, for local use.
     """
 
     state_uri: str = field(default_factory=default_state_uri)
@@ -68,6 +70,7 @@ class Config:
     worker_metrics_port: int | None = None
     metrics_cache_seconds: float = 10.0
     metrics_scan_limit: int = 1000
+    auth_file: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -93,6 +96,7 @@ class Config:
             ),
             min_batch_size=int(env.get("FINETUNE_MIN_BATCH_SIZE") or defaults.min_batch_size),
             **_observability_from_env(env, defaults),
+            auth_file=Path(env["FINETUNE_AUTH_FILE"]) if env.get("FINETUNE_AUTH_FILE") else None,
         )
 
 

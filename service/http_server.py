@@ -8,6 +8,8 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from service.logs import ACCESS_LOG_FORMAT
+
 
 class _EmbeddedGunicorn(BaseApplication):  # type: ignore[misc]
     """gunicorn with settings given in code rather than a config file."""
@@ -51,5 +53,7 @@ def serve_api(host: str, port: int, workers: int = 2) -> None:
             "graceful_timeout": 10,
             "accesslog": "-",
             "child_exit": _child_exit,
+            "access_log_format": ACCESS_LOG_FORMAT,
+            "logger_class": "service.logs.RedactingGunicornLogger",
         }
     ).run()

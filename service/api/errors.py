@@ -6,10 +6,11 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
 from service.metrics.api import count_storage_error
+from service.security.redaction import redact, redact_data
 from service.storage.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -23,10 +24,17 @@ def error_response(
     errors: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    """``{"code", "status", "message", "errors"}`` with the given status code."""
-    body: dict[str, Any] = {"code": code, "status": HTTPStatus(code).phrase, "message": message}
+    """``{"code", "status", "message", "errors"}`` with the given status code.
+
+    Secrets this process knows of (credentials, tokens) are redacted from the text.
+    """
+    body: dict[str, Any] = {
+        "code": code,
+        "status": HTTPStatus(code).phrase,
+        "message": redact(message),
+    }
     if errors:
-        body["errors"] = errors
+        body["errors"] = redact_data(errors)
     response = jsonify(body)
     response.status_code = code
     for name, value in (headers or {}).items():
@@ -40,7 +48,14 @@ def _http_error(exc: HTTPException) -> Response:
     errors = data.get("messages") or data.get("errors")
     message = data.get("message")
     if not message:
-        if code == 422 and errors:
+        if code == 413:
+            limit = current_app.config.get("MAX_CONTENT_LENGTH")
+            message = (
+                f"The request body is larger than this service's limit of {limit} bytes."
+                if limit
+                else "The request body is too large."
+            )
+        elif code == 422 and errors:
             message = "The request has invalid fields: see errors."
         elif code == 400 and errors:
             message = "The request body is not valid JSON."

@@ -7,9 +7,9 @@ from typing import Any
 from flask import current_app, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
+from marshmallow import RAISE
 
 from schemas import (
-    ErrorSchema,
     EventListSchema,
     EventQuerySchema,
     JobListQuerySchema,
@@ -19,10 +19,12 @@ from schemas import (
     examples,
 )
 from service.api import services
+from service.api.access import requires_spec_storage
+from service.api.auth import current_principal
+from service.api.responses import documents_errors
 from service.jobs import JobIsFinal, NoSuchJob
 from service.jobs.idempotency import MAX_KEY_LENGTH, IdempotencyConflict, create_once
 from service.jobs.store import InvalidCursor
-from service.storage.uri import parse_uri
 from service.webhooks import check_literal_host
 
 blp = Blueprint(
@@ -32,7 +34,6 @@ blp = Blueprint(
     description="Fine-tuning jobs: submit, poll, list, cancel, follow events.",
 )
 
-TENANT = "default"
 IDEMPOTENCY_HEADER = {
     "in": "header",
     "name": "Idempotency-Key",
@@ -41,12 +42,6 @@ IDEMPOTENCY_HEADER = {
     "description": "Repeat a POST safely: the same key and body return the first job (200); "
     "the same key with another body is a 409.",
 }
-STORAGE_FIELDS = (
-    ("base_model", "uri"),
-    ("dataset", "train"),
-    ("dataset", "validation"),
-    ("output", "uri"),
-)
 
 
 @blp.before_request
@@ -57,19 +52,9 @@ def _require_json_body() -> None:
         )
 
 
-def _check_storage_schemes(spec: dict[str, Any]) -> None:
-    """422 for ``file://`` URIs where this service has no local storage."""
-    if services().config.allow_local_storage:
-        return
-    errors: dict[str, Any] = {}
-    for section, name in STORAGE_FIELDS:
-        uri = (spec.get(section) or {}).get(name)
-        if uri and parse_uri(uri).scheme == "file":
-            errors.setdefault(section, {})[name] = [
-                "file:// storage is not enabled on this service: use s3://bucket/key."
-            ]
-    if errors:
-        abort(422, message="The request has invalid fields: see errors.", errors={"json": errors})
+def _tenant() -> str:
+    """The tenant of the caller ("default" while the service runs open)."""
+    return current_principal().tenant
 
 
 def _check_webhook_address(spec: dict[str, Any]) -> None:
@@ -89,7 +74,7 @@ def _check_webhook_address(spec: dict[str, Any]) -> None:
 
 def _get_or_404(job_id: str) -> dict[str, Any]:
     try:
-        return services().jobs.get(job_id, TENANT).public()
+        return services().jobs.get(job_id, _tenant()).public()
     except NoSuchJob:
         abort(404, message=f"No job with id {job_id!r}.")
         raise  # unreachable: abort raises
@@ -99,11 +84,9 @@ def _get_or_404(job_id: str) -> dict[str, Any]:
 class Jobs(MethodView):
     """The collection of jobs."""
 
-    @blp.arguments(JobListQuerySchema, location="query", as_kwargs=True)
+    @blp.arguments(JobListQuerySchema, location="query", as_kwargs=True, unknown=RAISE)
     @blp.response(200, JobListSchema, example=examples.JOB_LIST_EXAMPLE)
-    @blp.alt_response(
-        422, schema=ErrorSchema, description="A query argument is invalid; errors names it."
-    )
+    @documents_errors(blp, 401, 422, 503)
     def get(
         self,
         limit: int,
@@ -119,7 +102,7 @@ class Jobs(MethodView):
         label_pair = tuple(label.split("=", 1)) if label else None
         try:
             records, next_cursor = services().jobs.list(
-                tenant=TENANT,
+                tenant=_tenant(),
                 status=status,
                 label=label_pair,  # type: ignore[arg-type]
                 limit=limit,
@@ -157,44 +140,37 @@ class Jobs(MethodView):
         schema=JobSchema,
         description="A repeated Idempotency-Key with the same body: the job it made.",
     )
-    @blp.alt_response(
-        409, schema=ErrorSchema, description="The Idempotency-Key was used with a different body."
-    )
-    @blp.alt_response(
+    @documents_errors(
+        blp,
         400,
-        schema=ErrorSchema,
-        description="The body is not JSON.",
-        example=examples.NOT_JSON_ERROR_EXAMPLE,
-    )
-    @blp.alt_response(
+        401,
+        403,
+        409,
+        413,
         422,
-        schema=ErrorSchema,
-        description="A field is invalid; errors names it.",
-        example=examples.VALIDATION_ERROR_EXAMPLE,
-    )
-    @blp.alt_response(
         503,
-        schema=ErrorSchema,
-        description="Storage is unreachable; retry after Retry-After seconds.",
-        example=examples.UNAVAILABLE_ERROR_EXAMPLE,
+        d409="The Idempotency-Key was used with a different body.",
     )
     @blp.doc(parameters=[IDEMPOTENCY_HEADER])
+    @requires_spec_storage
     def post(self, spec: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
         """Validate a job spec and queue it.
 
-        With an ``Idempotency-Key`` header, repeating the request (same key, same body) returns
-        the job the first one created, with 200, however many replicas answer.
+        Where tokens are configured, every input (``base_model.uri``, ``dataset.*``) must lie
+        under a prefix the caller's tenant may read and ``output.uri`` under one it may write
+        (403 otherwise). With an ``Idempotency-Key`` header, repeating the request (same key,
+        same body) returns the job the first one created, with 200, however many replicas
+        answer.
         """
-        _check_storage_schemes(spec)
         _check_webhook_address(spec)
         key = request.headers.get("Idempotency-Key")
         if key is None:
-            record, created = services().jobs.create(spec, tenant=TENANT), True
+            record, created = services().jobs.create(spec, tenant=_tenant()), True
         else:
             if not 0 < len(key) <= MAX_KEY_LENGTH:
                 abort(400, message=f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} characters.")
             try:
-                record, created = create_once(services().jobs, spec, TENANT, key)
+                record, created = create_once(services().jobs, spec, _tenant(), key)
             except IdempotencyConflict as exc:
                 abort(409, message=f"{exc} Use a new key for a new job.")
         location = url_for("jobs.Job", job_id=record.id)
@@ -214,12 +190,7 @@ class Job(MethodView):
             "gate_failed": {"value": examples.JOB_GATE_FAILED_EXAMPLE},
         },
     )
-    @blp.alt_response(
-        404,
-        schema=ErrorSchema,
-        description="No such job.",
-        example=examples.NOT_FOUND_ERROR_EXAMPLE,
-    )
+    @documents_errors(blp, 401, 404, 503)
     def get(self, job_id: str) -> dict[str, Any]:
         """The job: status, progress, metrics, result or error."""
         return _get_or_404(job_id)
@@ -230,22 +201,11 @@ class JobCancel(MethodView):
     """Stopping a job."""
 
     @blp.response(202, JobSchema)
-    @blp.alt_response(
-        404,
-        schema=ErrorSchema,
-        description="No such job.",
-        example=examples.NOT_FOUND_ERROR_EXAMPLE,
-    )
-    @blp.alt_response(
-        409,
-        schema=ErrorSchema,
-        description="The job already finished.",
-        example=examples.CONFLICT_ERROR_EXAMPLE,
-    )
+    @documents_errors(blp, 401, 404, 409, 503)
     def post(self, job_id: str) -> dict[str, Any]:
         """Cancel a queued job at once, or ask a running job's worker to stop it."""
         try:
-            record = services().jobs.cancel(job_id, TENANT)
+            record = services().jobs.cancel(job_id, _tenant())
             if record.is_final:  # a queued job is cancelled here, not by a worker
                 current_app.extensions["finetune_notifier"].job_finished(record)
             return record.public()
@@ -260,13 +220,13 @@ class JobCancel(MethodView):
 class JobEvents(MethodView):
     """What happened to a job."""
 
-    @blp.arguments(EventQuerySchema, location="query", as_kwargs=True)
+    @blp.arguments(EventQuerySchema, location="query", as_kwargs=True, unknown=RAISE)
     @blp.response(200, EventListSchema)
-    @blp.alt_response(404, schema=ErrorSchema, description="No such job.")
+    @documents_errors(blp, 401, 404, 422, 503)
     def get(self, job_id: str, after: int) -> dict[str, Any]:
         """The job's events, oldest first; ``after`` returns only newer ones."""
         try:
-            events = services().jobs.read_events(job_id, after, TENANT)
+            events = services().jobs.read_events(job_id, after, _tenant())
         except NoSuchJob:
             abort(404, message=f"No job with id {job_id!r}.")
         return {"events": [event.__dict__ for event in events]}

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.jobs.clock import now_iso
+from service.security.redaction import redact, redact_data
 from service.storage.base import ObjectStore
 from service.storage.errors import NoSuchKey, PreconditionFailed
 
@@ -46,7 +47,12 @@ class EventLog:
     def append(
         self, job_id: str, type_: str, message: str, data: dict[str, Any] | None = None
     ) -> Event:
-        """Add an event with the next free sequence number (1, 2, ...)."""
+        """Add an event with the next free sequence number (1, 2, ...).
+
+        Secrets this process knows of are redacted from the message and the data first.
+        """
+        message = redact(message)
+        data = redact_data(data or {})
         with self._lock:
             seq = self._next_seq.get(job_id) or self._last_seq(job_id) + 1
         while True:

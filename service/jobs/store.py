@@ -34,6 +34,7 @@ from service.jobs.errors import JobIsFinal, LeaseLost, NoSuchJob, UpdateAborted
 from service.jobs.events import Event, EventLog
 from service.jobs.ids import invert_id, is_job_id, new_job_id, timestamp_ms
 from service.jobs.record import JobRecord, JobStatus
+from service.security.redaction import redact_data
 from service.storage.base import ObjectStore
 from service.storage.errors import NoSuchKey, PreconditionFailed
 
@@ -282,8 +283,13 @@ class JobStore:
         error: dict[str, str] | None = None,
         metrics: dict[str, float] | None = None,
     ) -> JobRecord:
-        """Move a job that ``worker`` holds to a final status."""
+        """Move a job that ``worker`` holds to a final status.
+
+        Secrets this process knows of are redacted from ``result`` and ``error`` first.
+        """
         check = self._held_by(worker)
+        result = redact_data(result) if result is not None else None
+        error = redact_data(error) if error is not None else None
 
         def mutate(record: JobRecord) -> None:
             check(record)
@@ -496,7 +502,7 @@ def _encode_cursor(key: str) -> str:
 def _decode_cursor(cursor: str, index_prefix: str) -> str:
     try:
         key = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError) as exc:
+    except (binascii.Error, UnicodeError, ValueError) as exc:  # non-ASCII text: ValueError
         raise InvalidCursor("Not a cursor this service handed out.") from exc
     if not key.startswith(index_prefix) or not is_job_id(invert_id(key[len(index_prefix) :])):
         raise InvalidCursor("Not a cursor this service handed out.")

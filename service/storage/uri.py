@@ -42,7 +42,10 @@ class StorageURI:
 
 def parse_uri(uri: str) -> StorageURI:
     """Parse ``uri``; raises InvalidURI naming what is wrong with it."""
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError as exc:  # e.g. an unbalanced '[' in the host part: "Invalid IPv6 URL"
+        raise InvalidURI(f"Not a storage URI: {exc}.") from exc
     if parts.scheme not in SCHEMES:
         raise InvalidURI(
             f"Unsupported storage scheme {parts.scheme!r}: use s3://bucket/key or file:///path."

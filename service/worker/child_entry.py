@@ -12,7 +12,8 @@ from typing import Any
 
 def main(request: dict[str, Any], messages: Any) -> None:
     """Run one training request, reporting on ``messages`` (a multiprocessing queue)."""
-    # The worker does all storage I/O; the trainer has no use for credentials.
+    # The worker does all storage I/O and starts this process without credentials in its
+    # environment (runner.start_without_secrets); this is a second line of defence only.
     for name in list(os.environ):
         if name.startswith("AWS_"):
             del os.environ[name]

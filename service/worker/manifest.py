@@ -8,6 +8,7 @@ from typing import Any
 
 from service import __version__
 from service.jobs.record import JobRecord
+from service.security.redaction import redact_data
 from service.trainer.request import TrainingOutcome
 from service.worker.staging import StagedInputs
 
@@ -19,7 +20,7 @@ def build_manifest(
     outputs: dict[str, str],
     timings: dict[str, float],
 ) -> bytes:
-    """The manifest's bytes (JSON, UTF-8)."""
+    """The manifest's bytes (JSON, UTF-8), with any secret this process knows of redacted."""
     manifest: dict[str, Any] = {
         "job_id": record.id,
         "attempt": record.attempt,
@@ -43,4 +44,4 @@ def build_manifest(
             "python": platform.python_version(),
         },
     }
-    return json.dumps(manifest, indent=2, sort_keys=True).encode()
+    return json.dumps(redact_data(manifest), indent=2, sort_keys=True).encode()

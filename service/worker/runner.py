@@ -12,6 +12,7 @@ from typing import Any
 from service.trainer.request import TrainingOutcome, TrainingRequest
 from service.worker import child_entry
 from service.worker.errors import JobFailure
+from service.worker.isolation import start_child
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +40,13 @@ def run_training(
 ) -> TrainingOutcome:
     """Train in a fresh spawned process; return its outcome or raise JobFailure.
 
+    The process starts without storage credentials in its environment (see isolation.py).
+
     Exceptions raised by ``watchdog`` or ``on_message`` stop the child and propagate.
     """
-    context = multiprocessing.get_context("spawn")
-    messages: Any = context.Queue()
-    process = context.Process(
-        target=child_entry.main,
-        args=(request.to_dict(), messages),
-        name=f"trainer-{request.job_id}",
-        daemon=True,
+    process, messages = start_child(
+        child_entry.main, (request.to_dict(),), name=f"trainer-{request.job_id}"
     )
-    process.start()
     log.info("trainer process %s started for job %s", process.pid, request.job_id)
     try:
         while True:

@@ -10,6 +10,7 @@ from flask.testing import FlaskClient
 
 from service.app import create_app
 from service.config import Config
+from tests.helpers.auth import tenant_prefixes, write_auth_file
 
 
 @pytest.fixture
@@ -27,3 +28,30 @@ def app(tmp_path: Path) -> Flask:
 def client(app: Flask) -> FlaskClient:
     """A test client of ``app``."""
     return app.test_client()
+
+
+@pytest.fixture
+def tokens(tmp_path: Path) -> dict[str, str]:
+    """Two tenants, team-a and team-b, each with its own prefixes and one token."""
+    return write_auth_file(
+        tmp_path / "auth.json",
+        {"team-a": tenant_prefixes("team-a"), "team-b": tenant_prefixes("team-b")},
+    )
+
+
+@pytest.fixture
+def auth_app(tmp_path: Path, tokens: dict[str, str]) -> Flask:
+    """The real app with tokens configured (``tokens``' auth file)."""
+    config = Config(
+        state_uri=f"file://{tmp_path / 'auth-state'}",
+        work_dir=tmp_path / "work",
+        allow_local_storage=False,
+        auth_file=tmp_path / "auth.json",
+    )
+    return create_app(config)
+
+
+@pytest.fixture
+def auth_client(auth_app: Flask) -> FlaskClient:
+    """A test client of ``auth_app`` (send the tokens yourself)."""
+    return auth_app.test_client()

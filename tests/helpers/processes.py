@@ -91,9 +91,11 @@ def worker_process(name: str, env: dict[str, str], log_dir: Path) -> ServiceProc
 class ApiClient:
     """Just enough of an HTTP client of the API for tests."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.http = requests.Session()
+        if token:
+            self.http.headers["Authorization"] = f"Bearer {token}"
 
     def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
         """POST a job; asserts it was created."""
