@@ -195,6 +195,10 @@ class LayerRefField(fields.Field[Any]):
         raise ValidationError("Must be a layer index (integer) or a layer name (string).")
 
 
+#: What the document says of a webhook URL: http(s), a host, no credentials, no fragment.
+WEBHOOK_URL_PATTERN = r"^https?://[A-Za-z0-9.-]+(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/?=&%-]*)?$"
+
+
 class WebhookURLField(fields.String):
     """An ``http://`` or ``https://`` URL with a host and no credentials in it."""
 
@@ -202,7 +206,12 @@ class WebhookURLField(fields.String):
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("metadata", {})
-        kwargs["metadata"] = {"format": "uri", "maxLength": self.MAX_LENGTH, **kwargs["metadata"]}
+        kwargs["metadata"] = {
+            "format": "uri",
+            "maxLength": self.MAX_LENGTH,
+            "pattern": WEBHOOK_URL_PATTERN,
+            **kwargs["metadata"],
+        }
         super().__init__(**kwargs)
 
     def _deserialize(
