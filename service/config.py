@@ -29,6 +29,16 @@ class Config:
         heartbeat_seconds: How often a worker renews its lease and reports progress.
         poll_seconds: How often an idle worker looks for queued jobs.
         max_body_bytes: Largest request body the API accepts.
+        max_archive_bytes: Most bytes a dataset archive may unpack to
+            (``FINETUNE_MAX_ARCHIVE_BYTES``, default 20 GiB).
+        max_archive_files: Most members a dataset archive may hold
+            (``FINETUNE_MAX_ARCHIVE_FILES``, default 1,000,000).
+        dry_run_timeout_seconds: How long ``POST /v1/jobs/validate`` may take to stage a sample
+            and inspect it (``FINETUNE_DRY_RUN_TIMEOUT_SECONDS``, default 120).
+        dry_run_samples_per_class: Images per class the dry run downloads
+            (``FINETUNE_DRY_RUN_SAMPLES_PER_CLASS``, default 4).
+        dry_run_concurrency: Dry runs one API process runs at once; more wait
+            (``FINETUNE_DRY_RUN_CONCURRENCY``, default 2).
     """
 
     state_uri: str = field(default_factory=default_state_uri)
@@ -38,6 +48,11 @@ class Config:
     heartbeat_seconds: float = 5.0
     poll_seconds: float = 1.0
     max_body_bytes: int = 1024 * 1024
+    max_archive_bytes: int = 20 * 1024**3
+    max_archive_files: int = 1_000_000
+    dry_run_timeout_seconds: float = 120.0
+    dry_run_samples_per_class: int = 4
+    dry_run_concurrency: int = 2
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -57,4 +72,20 @@ class Config:
             ),
             poll_seconds=float(env.get("FINETUNE_POLL_SECONDS") or defaults.poll_seconds),
             max_body_bytes=int(env.get("FINETUNE_MAX_BODY_BYTES") or defaults.max_body_bytes),
+            max_archive_bytes=int(
+                env.get("FINETUNE_MAX_ARCHIVE_BYTES") or defaults.max_archive_bytes
+            ),
+            max_archive_files=int(
+                env.get("FINETUNE_MAX_ARCHIVE_FILES") or defaults.max_archive_files
+            ),
+            dry_run_timeout_seconds=float(
+                env.get("FINETUNE_DRY_RUN_TIMEOUT_SECONDS") or defaults.dry_run_timeout_seconds
+            ),
+            dry_run_samples_per_class=int(
+                env.get("FINETUNE_DRY_RUN_SAMPLES_PER_CLASS")
+                or defaults.dry_run_samples_per_class
+            ),
+            dry_run_concurrency=int(
+                env.get("FINETUNE_DRY_RUN_CONCURRENCY") or defaults.dry_run_concurrency
+            ),
         )

@@ -16,8 +16,8 @@ does not exist (a create that died half-way) is skipped and, once old, removed.
 from __future__ import annotations
 
 import base64
-import builtins
 import binascii
+import builtins
 import logging
 import random
 import time

@@ -258,7 +258,7 @@ def class_weights(
         }
     if isinstance(setting, str):
         raise Incompatible(
-            f"training.class_weight {setting!r} is not supported; use \"balanced\", null or an "
+            f'training.class_weight {setting!r} is not supported; use "balanced", null or an '
             "object of class name to weight."
         )
     unknown = [name for name in setting if name not in class_names]
@@ -387,9 +387,7 @@ def _augmenter(
     if settings.rotation > 0:
         layers.append(keras.layers.RandomRotation(settings.rotation, seed=seed + 1))
     if settings.zoom > 0:
-        layers.append(
-            keras.layers.RandomZoom((-settings.zoom, settings.zoom), seed=seed + 2)
-        )
+        layers.append(keras.layers.RandomZoom((-settings.zoom, settings.zoom), seed=seed + 2))
 
     def augment(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         for layer in layers:

@@ -112,7 +112,9 @@ def _json(text: str | bytes, where: str) -> Any:
     try:
         return json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidModel(f"{FIELD}: {where} is not valid JSON, so the model was not opened.") from exc
+        raise InvalidModel(
+            f"{FIELD}: {where} is not valid JSON, so the model was not opened."
+        ) from exc
 
 
 def _keras_zip_config(path: Path) -> Any:

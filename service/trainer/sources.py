@@ -187,7 +187,9 @@ def read_npz(path: str | os.PathLike[str], field: str) -> Examples:
     except InvalidDataset:
         raise
     except ValueError as exc:  # object arrays need pickle, which is refused
-        raise invalid("the .npz file holds Python objects, which the service does not load.") from exc
+        raise invalid(
+            "the .npz file holds Python objects, which the service does not load."
+        ) from exc
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise invalid("the file is not a readable .npz archive.") from exc
     if x.ndim == 3:

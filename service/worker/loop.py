@@ -17,6 +17,7 @@ from service.jobs import JobRecord, JobStatus, LeaseLost
 from service.storage.errors import StorageError
 from service.storage.uri import parse_uri
 from service.trainer.request import TrainingOutcome, TrainingRequest
+from service.worker.archives import ArchiveLimits
 from service.worker.errors import JobAbandoned, JobCancelled, JobFailure
 from service.worker.gate import check_gate
 from service.worker.heartbeat import Heartbeat
@@ -40,7 +41,10 @@ class Worker:
         self.jobs = services.jobs
         self.config = services.config
         self.worker_id = worker_id or default_worker_id()
-        self.stager = Stager(services.storage)
+        self.stager = Stager(
+            services.storage,
+            ArchiveLimits(self.config.max_archive_bytes, self.config.max_archive_files),
+        )
         self.stopping = threading.Event()
 
     def run_forever(self) -> None:
@@ -151,6 +155,8 @@ class Worker:
             train_path=str(inputs.train_path),
             validation_path=str(inputs.validation_path) if inputs.validation_path else None,
             output_dir=str(job_dir / "outputs"),
+            train_format=inputs.train_format,
+            validation_format=inputs.validation_format,
         )
 
         def on_message(message: dict[str, Any]) -> None:

@@ -154,6 +154,6 @@ def test_files_that_are_not_images_are_named(tmp_path: Path) -> None:
 
 
 def test_unsupported_dataset_format(digits_train: Path) -> None:
-    with pytest.raises(InvalidDataset, match="dataset.format 'parquet' is not supported") as info:
+    with pytest.raises(InvalidDataset, match=r"dataset\.format 'parquet' is not supported") as info:
         _load(digits_train, data_format="parquet")
     assert info.value.field == "dataset.format"
