@@ -16,6 +16,7 @@ from service import __version__
 from service.api import errors, health, jobs
 from service.config import Config
 from service.context import Services, build_services
+from service.dryrun import DryRunner
 from service.logs import configure_logging
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ def create_app(
     if test_config:
         app.config.update(test_config)
     app.extensions["finetune"] = services
+    app.extensions["finetune_dry_run"] = DryRunner(config, services.storage)
     api = _Api(app, spec_kwargs={"info": {"description": _DESCRIPTION}})
     api.register_blueprint(jobs.blp)
     app.register_blueprint(health.blp)

@@ -9,6 +9,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
 from schemas import (
+    DryRunReportSchema,
     ErrorSchema,
     EventListSchema,
     EventQuerySchema,
@@ -17,7 +18,9 @@ from schemas import (
     JobSchema,
     JobSpecSchema,
 )
-from service.api import services
+from service.api import dry_runner, services
+from service.dryrun import DryRunBusy, DryRunTimeout
+from service.dryrun.errors import DryRunFailed
 from service.jobs import JobIsFinal, NoSuchJob
 from service.jobs.store import InvalidCursor
 from service.storage.uri import parse_uri
@@ -30,6 +33,14 @@ blp = Blueprint(
 )
 
 TENANT = "default"
+SPEC_EXAMPLE = {
+    "base_model": {"uri": "s3://models/flowers/v6/model.keras"},
+    "dataset": {"train": "s3://data/flowers/train/", "image_size": [224, 224]},
+    "head": {"num_classes": 5, "hidden_units": [128], "dropout": 0.2},
+    "freeze": "base",
+    "training": {"epochs": 5, "learning_rate": 0.001},
+    "output": {"uri": "s3://models/flowers/v7/"},
+}
 STORAGE_FIELDS = (
     ("base_model", "uri"),
     ("dataset", "train"),
@@ -100,17 +111,7 @@ class Jobs(MethodView):
             abort(422, message=str(exc), errors={"query": {"cursor": [str(exc)]}})
         return {"jobs": [record.public() for record in records], "next_cursor": next_cursor}
 
-    @blp.arguments(
-        JobSpecSchema,
-        example={
-            "base_model": {"uri": "s3://models/flowers/v6/model.keras"},
-            "dataset": {"train": "s3://data/flowers/train/", "image_size": [224, 224]},
-            "head": {"num_classes": 5, "hidden_units": [128], "dropout": 0.2},
-            "freeze": "base",
-            "training": {"epochs": 5, "learning_rate": 0.001},
-            "output": {"uri": "s3://models/flowers/v7/"},
-        },
-    )
+    @blp.arguments(JobSpecSchema, example=SPEC_EXAMPLE)
     @blp.response(
         201,
         JobSchema,
@@ -123,6 +124,74 @@ class Jobs(MethodView):
         record = services().jobs.create(spec, tenant=TENANT)
         location = url_for("jobs.Job", job_id=record.id)
         return record.public(), 201, {"Location": location}
+
+
+@blp.route("/validate")
+class JobValidate(MethodView):
+    """The dry run."""
+
+    @blp.arguments(JobSpecSchema, example=SPEC_EXAMPLE)
+    @blp.response(200, DryRunReportSchema)
+    @blp.alt_response(
+        422,
+        schema=ErrorSchema,
+        description="A field is invalid, or the spec does not fit its model or data: errors "
+        "names each field (errors.json.head.cut_at, errors.json.schedule.1.freeze.until, ...).",
+    )
+    @blp.alt_response(503, schema=ErrorSchema, description="Too many dry runs; retry shortly.")
+    @blp.alt_response(504, schema=ErrorSchema, description="The dry run took too long.")
+    def post(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Check a job spec against its base model and data, and queue nothing.
+
+        Everything POST /v1/jobs checks, and then: the base model opens (safely) and the data
+        exists; a sample of the data (a few images per class) is read; the report says the
+        model's input shape and layers, where head.cut_at and each phase's freeze land (layer
+        names, weight tensors that stay trainable), and the classes found. Every incompatibility
+        is a 422 naming its field. No GPU time is spent: the model is only opened.
+        """
+        _check_storage_schemes(spec)
+        try:
+            result = dry_runner().run(spec)
+        except DryRunBusy:
+            abort(
+                503,
+                message="Too many dry runs are running; retry shortly.",
+                headers={"Retry-After": "5"},
+            )
+        except DryRunTimeout as exc:
+            abort(504, message=f"The dry run did not finish in time ({exc}); retry later.")
+        except DryRunFailed:
+            abort(500, message="The dry run failed unexpectedly; the service log has details.")
+        if not result.valid:
+            abort(
+                422,
+                message="The spec does not fit its model or data: see errors.",
+                errors={"json": nest_field_errors(result.errors)},
+            )
+        return {"valid": True, **result.report}
+
+
+def nest_field_errors(flat: dict[str, list[str]]) -> dict[str, Any]:
+    """``{"head.cut_at": [...]}`` as ``{"head": {"cut_at": [...]}}``.
+
+    A field with errors of its own and of its sub-fields keeps its own under ``_schema``, as
+    marshmallow does.
+    """
+    nested: dict[str, Any] = {}
+    for path, messages in sorted(flat.items()):
+        node = nested
+        parts = path.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if isinstance(child, list):
+                child = node[part] = {"_schema": child}
+            node = child
+        leaf = parts[-1]
+        if isinstance(node.get(leaf), dict):
+            node[leaf].setdefault("_schema", []).extend(messages)
+        else:
+            node.setdefault(leaf, []).extend(messages)
+    return nested
 
 
 @blp.route("/<string:job_id>")

@@ -43,14 +43,16 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One small pretrained model per format and the digits 0-2 in every dataset format."""
     root = tmp_path_factory.mktemp("formats")
     keras_file = root / "models" / "base.keras"
-    model = pretrain_tiny_cnn(keras_file, per_class=40, epochs=3)
+    model = pretrain_tiny_cnn(keras_file, per_class=30, epochs=3)
     model.save(root / "models" / "base.h5")
     folder = write_image_folder(root / "folder", CLASSES, per_class=20, digits=DIGITS, seed=1)
     return {
         "keras": keras_file,
         "h5": root / "models" / "base.h5",
-        "keras2_h5": pretrain_tf_keras_cnn(root / "models" / "keras2.h5"),
-        "keras2_saved_model": pretrain_tf_keras_cnn(root / "models" / "keras2_saved_model"),
+        "keras2_h5": pretrain_tf_keras_cnn(root / "models" / "keras2.h5", per_class=20),
+        "keras2_saved_model": pretrain_tf_keras_cnn(
+            root / "models" / "keras2_saved_model", per_class=20
+        ),
         "folder": folder,
         "zip": write_archive(folder, root / "data" / "digits.zip", wrap="train"),
         "tar": write_archive(folder, root / "data" / "digits.tar.gz"),
