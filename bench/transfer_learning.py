@@ -37,8 +37,8 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+from PIL import Image
 
 SIZE = 32
 PRETRAIN_DIGITS = (5, 6, 7, 8, 9)
@@ -203,9 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         for arm, spec in arms.items():
             out = work / f"seed{seed}" / arm.replace(" ", "_")
             job = run_job(services, {**spec, "output": {"uri": f"file://{out}/"}})
-            row[arm] = held_out_accuracy(
-                out / "saved_model", images[held_out], labels[held_out]
-            )
+            row[arm] = held_out_accuracy(out / "saved_model", images[held_out], labels[held_out])
             row[f"{arm} train accuracy"] = job["result"]["metrics"].get("accuracy")
         rows.append(row)
         print(
