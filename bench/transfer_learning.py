@@ -69,7 +69,9 @@ def build_cnn(num_classes: int, seed: int) -> Any:
     x = keras.layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
     for block, filters in enumerate((16, 32, 64), start=1):
         x = keras.layers.Conv2D(filters, 3, padding="same", name=f"conv{block}")(x)
-        x = keras.layers.BatchNormalization(name=f"bn{block}")(x)
+        # Momentum 0.9: with 50 images a run has ~100 steps, and the default 0.99 would leave
+        # the from-scratch arm's moving statistics mostly at their initial values.
+        x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{block}")(x)
         x = keras.layers.ReLU(name=f"relu{block}")(x)
         if block < 3:
             x = keras.layers.MaxPooling2D(name=f"pool{block}")(x)
@@ -208,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(
             f"seed {seed}: fine-tuned {row['fine-tuned']:.3f}, "
-            f"from scratch {row['from scratch']:.3f} ({len(held_out)} held out)",
+            f"from scratch {row['from scratch']:.3f} ({len(held_out)} held out); training "
+            f"accuracy {row['fine-tuned train accuracy']:.3f} / "
+            f"{row['from scratch train accuracy']:.3f}",
             flush=True,
         )
 
