@@ -157,6 +157,17 @@ def test_keras_base_on_a_folder_prefix_then_a_chained_job_on_a_tar_gz(
     assert manifest["inputs"]["dataset"]["dataset.train"]["format"] == "image_folder"
     assert len(manifest["inputs"]["dataset"]["dataset.train"]["files"]) == 60
     assert manifest["inputs"]["base_model"]["format"] == "keras"
+    assert set(manifest["versions"]) >= {"tensorflow", "keras", "service"}
+    assert [p["epochs_run"] for p in manifest["phases"]] == [2]
+    assert manifest["phases"][0]["seconds"] > 0
+    assert [(h["epoch"], h["phase"]) for h in manifest["history"]] == [(1, 0), (2, 0)]
+    assert manifest["spec"]["training"]["mixed_precision"] == "auto"  # defaults filled in
+    assert manifest["input"]["dtype"] == "float32" and manifest["input"]["shape"] == [
+        None,
+        32,
+        32,
+        3,
+    ]
 
     # The CI refresh chain: the first job's model.keras is the next job's base.
     tarball = _upload(services, bucket, local["tar"], "data/digits.tar.gz")
