@@ -79,7 +79,7 @@ def extract_archive(
         dest: The folder to unpack into (created); nothing is written outside it.
         limits: Caps on the unpacked size and the member count.
         field: The spec field the archive came from, for messages.
-        per_class_limit: Unpack at most this many files per top-level folder (a sample for the
+        per_class_limit: Unpack at most this many files per folder (a sample for the
             dry run); None unpacks everything. Every member is checked either way.
 
     Returns:
@@ -122,7 +122,7 @@ def _write_all(
             target.mkdir(parents=True, exist_ok=True)
             continue
         if per_class_limit is not None:
-            folder = PurePosixPath(member.name).parts[0]
+            folder = str(PurePosixPath(member.name).parent)  # the class folder
             if per_folder.get(folder, 0) >= per_class_limit:
                 continue
             per_folder[folder] = per_folder.get(folder, 0) + 1

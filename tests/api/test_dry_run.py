@@ -170,3 +170,32 @@ def test_spec_errors_come_first_without_touching_storage(client: FlaskClient) ->
 
     errors = _errors(response)
     assert set(errors) == {"base_model", "output"}
+
+
+def test_archive_and_npz_are_sampled_and_described(
+    client: FlaskClient, inputs: dict[str, Path]
+) -> None:
+    from tests.helpers.data import write_archive, write_npz
+
+    archive = write_archive(inputs["train"], inputs["root"] / "train.zip", wrap="train")
+    validation = write_npz(
+        inputs["root"] / "val.npz", [0, 1, 2], per_class=4, class_names=["a", "b", "c"]
+    )
+    spec = _spec(
+        inputs,
+        dataset={
+            "train": f"file://{archive}",
+            "validation": f"file://{validation}",
+            "preprocessing": "rescale",
+        },
+    )
+
+    response = client.post("/v1/jobs/validate", json=spec)
+
+    assert response.status_code == 200, response.get_json()
+    data = response.get_json()["data"]
+    assert data["train"]["format"] == "image_folder"
+    assert data["train"]["counts_in_sample"] == {"a": 3, "b": 3, "c": 3}
+    assert data["validation"]["format"] == "npz"
+    assert data["validation"]["class_names"] == ["a", "b", "c"]
+    assert data["validation"]["image_shapes"] == [[32, 32, 3]]

@@ -164,9 +164,10 @@ def test_member_larger_than_its_header_says_is_cut_off(scratch: Path, tmp_path: 
 
 
 def test_sample_unpacks_a_few_files_per_class(scratch: Path, tmp_path: Path) -> None:
-    archive = _zip(tmp_path / "a.zip", {f"{c}/{i}.png": b"1" for c in "ab" for i in range(5)})
+    members = {f"train/{c}/{i}.png": b"1" for c in "ab" for i in range(5)}
+    archive = _zip(tmp_path / "a.zip", members)
 
     written = extract_archive(archive, scratch / "s", LIMITS, "dataset.train", per_class_limit=2)
 
     assert written == 4
-    assert sorted(p.name for p in (scratch / "s" / "a").iterdir()) == ["0.png", "1.png"]
+    assert sorted(p.name for p in (scratch / "s" / "train" / "b").iterdir()) == ["0.png", "1.png"]
