@@ -1,5 +1,6 @@
 """Marshmallow schemas: the single source of truth for the wire format. No I/O here."""
 
+from schemas.dry_run import DryRunReportSchema
 from schemas.errors import ErrorSchema
 from schemas.events import EventListSchema, EventQuerySchema, EventSchema
 from schemas.job import JobListSchema, JobSchema
@@ -7,6 +8,7 @@ from schemas.job_spec import JobSpecSchema
 from schemas.queries import JobListQuerySchema
 
 __all__ = [
+    "DryRunReportSchema",
     "ErrorSchema",
     "EventListSchema",
     "EventQuerySchema",

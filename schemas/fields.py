@@ -238,3 +238,48 @@ class WebhookURLField(fields.String):
         if parts.fragment:
             raise ValidationError("A webhook URL has no #fragment.")
         return text
+
+
+class ClassWeightField(fields.Field[Any]):
+    """Class weights: ``"balanced"``, or an object of class name to a positive weight."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("metadata", {})
+        kwargs["metadata"] = {
+            "oneOf": [
+                {"type": "string", "enum": ["balanced"]},
+                {
+                    "type": "object",
+                    "additionalProperties": {"type": "number", "exclusiveMinimum": 0},
+                },
+            ],
+            **kwargs["metadata"],
+        }
+        super().__init__(**kwargs)
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        return value
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> str | dict[str, float]:
+        if value == "balanced":
+            return "balanced"
+        if not isinstance(value, dict) or not value:
+            raise ValidationError(
+                'Must be "balanced" or an object of class name to weight, e.g. {"cat": 2.0}.'
+            )
+        if len(value) > 100_000:
+            raise ValidationError("Too many classes.")
+        weights: dict[str, float] = {}
+        for name, weight in value.items():
+            if not isinstance(name, str) or not 0 < len(name) <= 256:
+                raise ValidationError("Class names must be strings of 1-256 characters.")
+            if (
+                isinstance(weight, bool)
+                or not isinstance(weight, int | float)
+                or not (0 < weight <= 1e6)
+            ):
+                raise ValidationError({name: ["Must be a number above 0 (at most 1000000)."]})
+            weights[name] = float(weight)
+        return weights

@@ -7,7 +7,14 @@ from typing import Any, ClassVar
 
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
-from schemas.fields import FreezeField, LayerRefField, StorageURIField, WebhookURLField
+from schemas.fields import (
+    ClassWeightField,
+    FreezeField,
+    LayerRefField,
+    StorageURIField,
+    WebhookURLField,
+)
+from service.trainer.preprocessing import PREPROCESSING_NAMES
 
 MAX_LABELS = 32
 LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.\-/]{0,61}[A-Za-z0-9])?$")
@@ -16,6 +23,9 @@ MAX_EPOCHS = 1000
 MAX_BATCH_SIZE = 4096
 MAX_PHASES = 20
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+DATASET_FORMATS = ("auto", "image_folder", "zip", "tar", "npz", "tfrecord")
+FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
+PRECISIONS = ("auto", "off", "mixed_float16", "mixed_bfloat16")
 KERAS_NAME = [
     validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", error="Must be a Keras name."),
     validate.Length(min=1, max=64),
@@ -49,7 +59,9 @@ class DatasetSchema(Schema):
     train = StorageURIField(
         required=True,
         metadata={
-            "description": "A prefix holding one folder of images per class (class = folder name)."
+            "description": "A prefix holding one folder of images per class (class = folder "
+            "name); a .zip or .tar.gz of such folders; a .npz with arrays x and y; or TFRecord "
+            "files (a prefix, one .tfrecord file, or a glob such as s3://b/train-*.tfrecord)."
         },
     )
     validation = StorageURIField(
@@ -67,8 +79,14 @@ class DatasetSchema(Schema):
     )
     format = fields.String(
         load_default="auto",
-        validate=validate.OneOf(["auto", "image_folder"]),
-        metadata={"description": "Default auto. image_folder: one folder of images per class."},
+        validate=validate.OneOf(DATASET_FORMATS),
+        metadata={
+            "description": "Default auto: by name (.zip, .tar.gz/.tgz/.tar, .npz, .tfrecord, a "
+            "prefix of .tfrecord files) else image_folder. image_folder: one folder of images "
+            "per class; zip/tar: an archive of such folders; npz: arrays x (N,H,W[,C], 0-255 "
+            "pixels) and y (N class indices, or one-hot), optional class_names; tfrecord: "
+            "tf.train.Example records with image (encoded bytes) and label (int64)."
+        },
     )
     image_size = fields.List(
         fields.Integer(validate=validate.Range(min=8, max=4096)),
@@ -79,10 +97,12 @@ class DatasetSchema(Schema):
     )
     preprocessing = fields.String(
         load_default="none",
-        validate=validate.OneOf(["none", "rescale"]),
+        validate=validate.OneOf(PREPROCESSING_NAMES),
         metadata={
             "description": "What the base model expects of its pixels, built into the exported "
-            "model: none (raw 0-255, the default) or rescale (to 0-1)."
+            "model (which always takes raw 0-255 float32 pixels): none (raw 0-255, the default), "
+            "rescale (to 0-1), or a Keras applications family (mobilenet_v2, resnet50, "
+            "efficientnet, ...) meaning that family's preprocess_input."
         },
     )
 
@@ -139,6 +159,29 @@ class EarlyStoppingSchema(Schema):
     )
 
 
+class AugmentationSchema(Schema):
+    """Random changes to training images (never applied at validation or in serving)."""
+
+    flip = fields.String(
+        load_default="none",
+        validate=validate.OneOf(FLIPS),
+        metadata={"description": "Default none."},
+    )
+    rotation = fields.Float(
+        load_default=0.0,
+        validate=validate.Range(min=0.0, max=0.5),
+        metadata={
+            "description": "Largest rotation as a fraction of a full turn (0.1 = 36 degrees). "
+            "Default 0."
+        },
+    )
+    zoom = fields.Float(
+        load_default=0.0,
+        validate=validate.Range(min=0.0, max=0.9),
+        metadata={"description": "Largest zoom in or out, as a fraction. Default 0."},
+    )
+
+
 class TrainingSchema(Schema):
     """How to train."""
 
@@ -184,6 +227,29 @@ class TrainingSchema(Schema):
         allow_none=True,
         validate=validate.Range(min=0, max=2**31 - 1),
         metadata={"description": "Default null: not seeded. Set, a CPU run repeats."},
+    )
+    class_weight = ClassWeightField(
+        load_default=None,
+        allow_none=True,
+        metadata={
+            "description": 'Default null: every image counts the same. "balanced": weights '
+            "inverse to the class frequency; or an object of class name to weight (classes "
+            "not named weigh 1)."
+        },
+    )
+    augmentation = fields.Nested(
+        AugmentationSchema,
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Default null: no augmentation."},
+    )
+    mixed_precision = fields.String(
+        load_default="auto",
+        validate=validate.OneOf(PRECISIONS),
+        metadata={
+            "description": "Default auto: mixed_float16 on a GPU of compute capability 7 or "
+            "more, else off (float32). off, mixed_float16 and mixed_bfloat16 force it."
+        },
     )
 
 

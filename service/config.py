@@ -50,6 +50,16 @@ class Config:
             (``FINETUNE_METRICS_SCAN_LIMIT``).
         auth_file: The tokens, tenants and storage prefixes (``FINETUNE_AUTH_FILE``); None
             runs the API open, without authentication, for local use.
+        max_archive_bytes: Most bytes a dataset archive may unpack to
+            (``FINETUNE_MAX_ARCHIVE_BYTES``, default 20 GiB).
+        max_archive_files: Most members a dataset archive may hold
+            (``FINETUNE_MAX_ARCHIVE_FILES``, default 1,000,000).
+        dry_run_timeout_seconds: How long ``POST /v1/jobs/validate`` may take to stage a sample
+            and inspect it (``FINETUNE_DRY_RUN_TIMEOUT_SECONDS``, default 120).
+        dry_run_samples_per_class: Images per class the dry run downloads
+            (``FINETUNE_DRY_RUN_SAMPLES_PER_CLASS``, default 4).
+        dry_run_concurrency: Dry runs one API process runs at once; more wait
+            (``FINETUNE_DRY_RUN_CONCURRENCY``, default 2).
     """
 
     state_uri: str = field(default_factory=default_state_uri)
@@ -71,6 +81,11 @@ class Config:
     metrics_cache_seconds: float = 10.0
     metrics_scan_limit: int = 1000
     auth_file: Path | None = None
+    max_archive_bytes: int = 20 * 1024**3
+    max_archive_files: int = 1_000_000
+    dry_run_timeout_seconds: float = 120.0
+    dry_run_samples_per_class: int = 4
+    dry_run_concurrency: int = 2
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -97,6 +112,21 @@ class Config:
             min_batch_size=int(env.get("FINETUNE_MIN_BATCH_SIZE") or defaults.min_batch_size),
             **_observability_from_env(env, defaults),
             auth_file=Path(env["FINETUNE_AUTH_FILE"]) if env.get("FINETUNE_AUTH_FILE") else None,
+            max_archive_bytes=int(
+                env.get("FINETUNE_MAX_ARCHIVE_BYTES") or defaults.max_archive_bytes
+            ),
+            max_archive_files=int(
+                env.get("FINETUNE_MAX_ARCHIVE_FILES") or defaults.max_archive_files
+            ),
+            dry_run_timeout_seconds=float(
+                env.get("FINETUNE_DRY_RUN_TIMEOUT_SECONDS") or defaults.dry_run_timeout_seconds
+            ),
+            dry_run_samples_per_class=int(
+                env.get("FINETUNE_DRY_RUN_SAMPLES_PER_CLASS") or defaults.dry_run_samples_per_class
+            ),
+            dry_run_concurrency=int(
+                env.get("FINETUNE_DRY_RUN_CONCURRENCY") or defaults.dry_run_concurrency
+            ),
         )
 
 

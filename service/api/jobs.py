@@ -10,6 +10,7 @@ from flask_smorest import Blueprint, abort
 from marshmallow import RAISE
 
 from schemas import (
+    DryRunReportSchema,
     EventListSchema,
     EventQuerySchema,
     JobListQuerySchema,
@@ -18,10 +19,12 @@ from schemas import (
     JobSpecSchema,
     examples,
 )
-from service.api import services
+from service.api import dry_runner, services
 from service.api.access import requires_spec_storage
 from service.api.auth import current_principal
 from service.api.responses import documents_errors
+from service.dryrun import DryRunBusy, DryRunTimeout
+from service.dryrun.errors import DryRunFailed
 from service.jobs import JobIsFinal, NoSuchJob
 from service.jobs.idempotency import MAX_KEY_LENGTH, IdempotencyConflict, create_once
 from service.jobs.store import InvalidCursor
@@ -41,6 +44,20 @@ IDEMPOTENCY_HEADER = {
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
     "description": "Repeat a POST safely: the same key and body return the first job (200); "
     "the same key with another body is a 409.",
+}
+SPEC_EXAMPLES = {
+    "minimal": {
+        "summary": "Only what is required",
+        "value": {
+            "base_model": {"uri": "s3://models/flowers/v6/model.keras"},
+            "dataset": {"train": "s3://data/flowers/train/"},
+            "output": {"uri": "s3://models/flowers/v7/"},
+        },
+    },
+    "classic": {
+        "summary": "New head, gradual unfreezing, a gate and a webhook",
+        "value": examples.JOB_SPEC_EXAMPLE,
+    },
 }
 
 
@@ -112,23 +129,7 @@ class Jobs(MethodView):
             abort(422, message=str(exc), errors={"query": {"cursor": [str(exc)]}})
         return {"jobs": [record.public() for record in records], "next_cursor": next_cursor}
 
-    @blp.arguments(
-        JobSpecSchema,
-        examples={
-            "minimal": {
-                "summary": "Only what is required",
-                "value": {
-                    "base_model": {"uri": "s3://models/flowers/v6/model.keras"},
-                    "dataset": {"train": "s3://data/flowers/train/"},
-                    "output": {"uri": "s3://models/flowers/v7/"},
-                },
-            },
-            "classic": {
-                "summary": "New head, gradual unfreezing, a gate and a webhook",
-                "value": examples.JOB_SPEC_EXAMPLE,
-            },
-        },
-    )
+    @blp.arguments(JobSpecSchema, examples=SPEC_EXAMPLES)
     @blp.response(
         201,
         JobSchema,
@@ -175,6 +176,80 @@ class Jobs(MethodView):
                 abort(409, message=f"{exc} Use a new key for a new job.")
         location = url_for("jobs.Job", job_id=record.id)
         return record.public(), 201 if created else 200, {"Location": location}
+
+
+@blp.route("/validate")
+class JobValidate(MethodView):
+    """The dry run."""
+
+    @blp.arguments(JobSpecSchema, examples=SPEC_EXAMPLES)
+    @blp.response(200, DryRunReportSchema)
+    @documents_errors(
+        blp,
+        400,
+        401,
+        403,
+        413,
+        422,
+        503,
+        504,
+        d422="A field is invalid, or the spec does not fit its model or data: errors names "
+        "each field (errors.json.head.cut_at, errors.json.schedule.1.freeze.until, ...).",
+        d503="Too many dry runs, or storage is unreachable; retry after Retry-After seconds.",
+    )
+    @requires_spec_storage
+    def post(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Check a job spec against its base model and data, and queue nothing.
+
+        Everything POST /v1/jobs checks, and then: the base model opens (safely) and the data
+        exists; a sample of the data (a few images per class) is read; the report says the
+        model's input shape and layers, where head.cut_at and each phase's freeze land (layer
+        names, weight tensors that stay trainable), and the classes found. Every incompatibility
+        is a 422 naming its field. No GPU time is spent: the model is only opened.
+        """
+        _check_webhook_address(spec)
+        try:
+            result = dry_runner().run(spec)
+        except DryRunBusy:
+            abort(
+                503,
+                message="Too many dry runs are running; retry shortly.",
+                headers={"Retry-After": "5"},
+            )
+        except DryRunTimeout as exc:
+            abort(504, message=f"The dry run did not finish in time ({exc}); retry later.")
+        except DryRunFailed:
+            abort(500, message="The dry run failed unexpectedly; the service log has details.")
+        if not result.valid:
+            abort(
+                422,
+                message="The spec does not fit its model or data: see errors.",
+                errors={"json": nest_field_errors(result.errors)},
+            )
+        return {"valid": True, **result.report}
+
+
+def nest_field_errors(flat: dict[str, list[str]]) -> dict[str, Any]:
+    """``{"head.cut_at": [...]}`` as ``{"head": {"cut_at": [...]}}``.
+
+    A field with errors of its own and of its sub-fields keeps its own under ``_schema``, as
+    marshmallow does.
+    """
+    nested: dict[str, Any] = {}
+    for path, messages in sorted(flat.items()):
+        node = nested
+        parts = path.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if isinstance(child, list):
+                child = node[part] = {"_schema": child}
+            node = child
+        leaf = parts[-1]
+        if isinstance(node.get(leaf), dict):
+            node[leaf].setdefault("_schema", []).extend(messages)
+        else:
+            node.setdefault(leaf, []).extend(messages)
+    return nested
 
 
 @blp.route("/<string:job_id>")

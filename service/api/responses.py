@@ -34,6 +34,7 @@ ERRORS: dict[int, dict[str, Any]] = {
     409: {"description": "The job already finished."},
     413: {"description": "The body is larger than the service's limit (FINETUNE_MAX_BODY_BYTES)."},
     422: {"description": "A field is invalid; errors names it."},
+    504: {"description": "The dry run did not finish in time (FINETUNE_DRY_RUN_TIMEOUT_SECONDS)."},
     503: {
         "description": "Storage is unreachable right now.",
         "headers": {

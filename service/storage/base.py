@@ -198,3 +198,8 @@ def _run_parallel(tasks: list[Callable[[], None]], max_workers: int) -> None:
         for future in futures:
             if future.done() and not future.cancelled() and future.exception() is not None:
                 future.result()
+
+
+def local_path_for(root: Path, relative: str, key: str) -> Path:
+    """Where the object ``key`` lands as ``relative`` below ``root``; StorageError if outside."""
+    return _local_path_for(root.resolve(), relative, key)

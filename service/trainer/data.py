@@ -1,49 +1,58 @@
-"""Image folders (one sub-folder per class) as tf.data pipelines.
+"""Datasets as tf.data pipelines of raw pixels: folders, npz arrays and TFRecords alike.
 
-Files are listed and checked in Python first, so that a bad dataset fails before training with
-a message naming the folder or file. Decoding runs in parallel inside tf.data; decoded images are
-cached as uint8 (a quarter of float32's memory) before the per-epoch shuffle, so every epoch sees
-a new order, and turned into float32 raw pixels (0-255) batch by batch.
+Examples are listed and checked in Python first (sources.py), so that a bad dataset fails before
+training with a message naming the field. Decoding runs in parallel inside tf.data; every image
+is decoded (or taken from the array), converted to the model's channels, resized to the model's
+input with bilinear resampling and rounded to uint8, the same for every format. Decoded images
+are cached as uint8 (a quarter of float32's memory) before the per-epoch shuffle, so every epoch
+sees a new order, and turned into float32 raw pixels (0-255) batch by batch: exactly what the
+exported model's serving signature takes. Augmentation (training only) runs after the cache, so
+it differs every epoch, and is never part of the model.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from service.trainer.errors import Incompatible, InvalidDataset
+from service.trainer.plan import AugmentationSettings
+from service.trainer.sources import (
+    IMAGE_SUFFIXES,
+    Examples,
+    ImageFolder,
+    names_text,
+    read_examples,
+    scan_image_folder,
+)
 
-IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
-IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ImageDatasets",
+    "ImageFolder",
+    "class_weights",
+    "label_mode_for_loss",
+    "load_image_datasets",
+    "scan_image_folder",
+    "source_of_format",
+    "split_folder",
+]
+
 SHUFFLE_BUFFER = 10_000
 LABEL_MODES = ("categorical", "int", "binary")
-
-
-@dataclass(frozen=True)
-class ImageFolder:
-    """The images found under a dataset folder, in a stable order.
-
-    Attributes:
-        root: The folder.
-        class_names: Sub-folder names, sorted; a label is an index into this list.
-        files: Image file paths.
-        labels: One class index per file.
-    """
-
-    root: Path
-    class_names: list[str]
-    files: list[str]
-    labels: np.ndarray
-
-    def counts(self) -> dict[str, int]:
-        """Images per class."""
-        per_class = np.bincount(self.labels, minlength=len(self.class_names))
-        return {name: int(n) for name, n in zip(self.class_names, per_class, strict=True)}
+#: dataset.format -> what the trainer reads (the worker unpacks zip and tar into folders).
+SOURCE_OF_FORMAT = {
+    "auto": "image_folder",
+    "image_folder": "image_folder",
+    "zip": "image_folder",
+    "tar": "image_folder",
+    "npz": "npz",
+    "tfrecord": "tfrecord",
+}
 
 
 @dataclass
@@ -58,6 +67,7 @@ class ImageDatasets:
         label_mode: ``categorical`` (one-hot), ``int`` or ``binary`` (0/1, shape (B, 1)).
         train_counts: Training images per class.
         validation_counts: Validation images per class (empty without validation).
+        source: What was read: ``image_folder``, ``npz`` or ``tfrecord``.
     """
 
     train: tf.data.Dataset
@@ -67,6 +77,7 @@ class ImageDatasets:
     label_mode: str
     train_counts: dict[str, int]
     validation_counts: dict[str, int]
+    source: str = "image_folder"
 
 
 def label_mode_for_loss(loss: str) -> str:
@@ -79,59 +90,20 @@ def label_mode_for_loss(loss: str) -> str:
     return "categorical"
 
 
-def scan_image_folder(path: str | os.PathLike[str], field: str) -> ImageFolder:
-    """Lists the images of a class-per-folder dataset and checks that each really is an image.
-
-    Args:
-        path: The local folder.
-        field: The spec field it came from (``dataset.train``), for messages.
+def source_of_format(data_format: str, field: str = "dataset.format") -> str:
+    """What the trainer reads for a ``dataset.format``: image_folder, npz or tfrecord.
 
     Raises:
-        InvalidDataset: The folder is missing, has no class folders, an empty class folder,
-            or files that are not images despite their names.
+        InvalidDataset: Unknown format.
     """
-    root = Path(path)
-    if not root.is_dir():
+    try:
+        return SOURCE_OF_FORMAT[data_format]
+    except KeyError:
         raise InvalidDataset(
-            f"{field}: no folder of images was found there. It must hold one sub-folder of images "
-            "per class (the class is the folder name)."
-        )
-    class_names = sorted(
-        entry.name for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith(".")
-    )
-    if not class_names:
-        raise InvalidDataset(
-            f"{field}: the folder holds no class folders. It must hold one sub-folder of images "
-            "per class (the class is the folder name)."
-        )
-    files: list[str] = []
-    labels: list[int] = []
-    empty: list[str] = []
-    for label, name in enumerate(class_names):
-        found = _image_files(root / name)
-        if not found:
-            empty.append(name)
-        files.extend(found)
-        labels.extend([label] * len(found))
-    if not files:
-        raise InvalidDataset(
-            f"{field}: no images were found in its class folders ({_names(class_names)}). "
-            f"Images must be {', '.join(IMAGE_SUFFIXES)} files."
-        )
-    if empty:
-        raise InvalidDataset(
-            f"{field}: the class folders {_names(empty)} hold no images "
-            f"({', '.join(IMAGE_SUFFIXES)}). Add images or remove those folders."
-        )
-    bad = [f for f in files if not _looks_like_image(f)]
-    if bad:
-        shown = ", ".join(os.path.relpath(f, root) for f in bad[:5])
-        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-        raise InvalidDataset(
-            f"{field}: {len(bad)} file(s) are not readable images despite their names: "
-            f"{shown}{more}. Remove or re-encode them as PNG or JPEG."
-        )
-    return ImageFolder(root, class_names, files, np.asarray(labels, dtype=np.int64))
+            f"dataset.format {data_format!r} is not supported; use one of "
+            f"{', '.join(SOURCE_OF_FORMAT)}.",
+            field=field,
+        ) from None
 
 
 def load_image_datasets(
@@ -144,75 +116,103 @@ def load_image_datasets(
     validation_split: float,
     seed: int,
     data_format: str = "auto",
+    validation_format: str | None = None,
+    augmentation: AugmentationSettings | None = None,
 ) -> ImageDatasets:
     """Builds the training and validation pipelines.
 
     Args:
-        train_path: Local folder with one sub-folder of images per class.
+        train_path: The staged training data (a folder, or an npz / TFRecord file).
         validation_path: Like ``train_path``; None to hold out ``validation_split`` of train.
         image_shape: (height, width, channels) to decode and resize every image to.
         batch_size: Images per batch.
         label_mode: See label_mode_for_loss.
-        validation_split: Share of each class held out when there is no validation folder;
+        validation_split: Share of each class held out when there is no validation data;
             0 means no validation.
-        seed: Seeds the hold-out split and the shuffling.
-        data_format: The spec's ``dataset.format``.
+        seed: Seeds the hold-out split, the shuffling and the augmentation.
+        data_format: The training data's format (``image_folder``, ``npz``, ``tfrecord``; the
+            spec's words ``auto``, ``zip``, ``tar`` mean an image folder here).
+        validation_format: The validation data's format; None: the same as training's.
+        augmentation: Random changes to training images; None or inactive: none.
 
     Raises:
         InvalidDataset: The data is missing, empty, has fewer than 2 classes, or its validation
             classes differ from its training classes.
         Incompatible: The loss's label encoding does not fit the number of classes.
     """
-    if data_format not in ("auto", "image_folder"):
-        raise InvalidDataset(
-            f"dataset.format {data_format!r} is not supported yet; use 'auto' or 'image_folder' "
-            "with one folder of images per class."
-        )
     if label_mode not in LABEL_MODES:
         raise ValueError(f"label_mode must be one of {LABEL_MODES}. Received: {label_mode!r}")
-    train = scan_image_folder(train_path, "dataset.train")
-    if len(train.class_names) < 2:
-        raise InvalidDataset(
-            f"dataset.train: found only the class {_names(train.class_names)}; a classifier needs "
-            "at least 2 class folders."
-        )
-    if label_mode == "binary" and len(train.class_names) != 2:
-        raise Incompatible(
-            f"training.loss is binary but the data has {len(train.class_names)} classes "
-            f"({_names(train.class_names)}). Use categorical_crossentropy, or 2 classes."
-        )
+    source = source_of_format(data_format)
+    train = read_examples(train_path, source, "dataset.train")
+    check_classes(train, label_mode)
+    validation: Examples | None
     if validation_path is not None:
-        validation: ImageFolder | None = scan_image_folder(validation_path, "dataset.validation")
-        assert validation is not None
-        if validation.class_names != train.class_names:
-            raise InvalidDataset(
-                "dataset.validation has other classes than dataset.train: validation has "
-                f"{_names(validation.class_names)}, train has {_names(train.class_names)}. "
-                "Both need the same class folders."
-            )
+        validation_source = source_of_format(validation_format or data_format)
+        validation = read_examples(validation_path, validation_source, "dataset.validation")
+        check_same_classes(train, validation)
     elif validation_split > 0:
         train, validation = split_folder(train, validation_split, seed)
     else:
         validation = None
     num_classes = len(train.class_names)
+    train_pipeline = _pipeline(train, image_shape, batch_size, label_mode, num_classes, seed)
+    if augmentation is not None and augmentation.active:
+        train_pipeline = train_pipeline.map(
+            _augmenter(augmentation, seed), num_parallel_calls=tf.data.AUTOTUNE
+        )
     return ImageDatasets(
-        train=_pipeline(train, image_shape, batch_size, label_mode, num_classes, seed),
+        train=train_pipeline.prefetch(tf.data.AUTOTUNE),
         validation=(
             None
             if validation is None
-            else _pipeline(validation, image_shape, batch_size, label_mode, num_classes, None)
+            else _pipeline(
+                validation, image_shape, batch_size, label_mode, num_classes, None
+            ).prefetch(tf.data.AUTOTUNE)
         ),
         class_names=list(train.class_names),
         image_shape=image_shape,
         label_mode=label_mode,
         train_counts=train.counts(),
         validation_counts={} if validation is None else validation.counts(),
+        source=train.source,
     )
 
 
+def check_classes(train: Examples, label_mode: str) -> None:
+    """At least two classes, and two exactly for binary labels.
+
+    Raises:
+        InvalidDataset: Fewer than two classes.
+        Incompatible: Binary labels but not two classes.
+    """
+    if len(train.class_names) < 2:
+        what = "class folders" if train.source == "image_folder" else "classes (labels)"
+        raise InvalidDataset(
+            f"dataset.train: found only the class {names_text(train.class_names)}; a classifier "
+            f"needs at least 2 {what}.",
+            field="dataset.train",
+        )
+    if label_mode == "binary" and len(train.class_names) != 2:
+        raise Incompatible(
+            f"training.loss is binary but the data has {len(train.class_names)} classes "
+            f"({names_text(train.class_names)}). Use categorical_crossentropy, or 2 classes."
+        )
+
+
+def check_same_classes(train: Examples, validation: Examples) -> None:
+    """Raises InvalidDataset where validation's classes are not train's."""
+    if validation.class_names != train.class_names:
+        raise InvalidDataset(
+            "dataset.validation has other classes than dataset.train: validation has "
+            f"{names_text(validation.class_names)}, train has {names_text(train.class_names)}. "
+            "Both need the same classes.",
+            field="dataset.validation",
+        )
+
+
 def split_folder(
-    folder: ImageFolder, validation_split: float, seed: int
-) -> tuple[ImageFolder, ImageFolder | None]:
+    folder: Examples, validation_split: float, seed: int
+) -> tuple[Examples, Examples | None]:
     """Holds out ``validation_split`` of every class (stratified), the same for the same seed.
 
     Returns:
@@ -223,26 +223,55 @@ def split_folder(
     val_idx: list[int] = []
     for label in range(len(folder.class_names)):
         members = rng.permutation(np.flatnonzero(folder.labels == label))
+        if len(members) == 0:
+            continue
         n_val = min(round(len(members) * validation_split), len(members) - 1)
         val_idx.extend(members[:n_val].tolist())
         train_idx.extend(members[n_val:].tolist())
     if not val_idx:
         return folder, None
+    return folder.subset(train_idx), folder.subset(val_idx)
 
-    def subset(indices: Sequence[int]) -> ImageFolder:
-        ordered = sorted(indices)
-        return ImageFolder(
-            folder.root,
-            folder.class_names,
-            [folder.files[i] for i in ordered],
-            folder.labels[ordered],
+
+def class_weights(
+    setting: str | Mapping[str, float] | None, class_names: list[str], counts: Mapping[str, int]
+) -> dict[int, float] | None:
+    """The ``class_weight`` for ``model.fit``: label index -> weight.
+
+    Args:
+        setting: The spec's ``training.class_weight``: None, ``"balanced"`` (total / (classes x
+            class count), as scikit-learn computes it) or class name -> weight (others weigh 1).
+        class_names: Class names in label order.
+        counts: Training examples per class name.
+
+    Raises:
+        Incompatible: The setting names a class the data does not have.
+    """
+    if setting is None:
+        return None
+    if setting == "balanced":
+        total = sum(counts.values())
+        present = [name for name in class_names if counts.get(name, 0) > 0]
+        return {
+            index: (total / (len(present) * counts[name]) if counts.get(name, 0) else 1.0)
+            for index, name in enumerate(class_names)
+        }
+    if isinstance(setting, str):
+        raise Incompatible(
+            f'training.class_weight {setting!r} is not supported; use "balanced", null or an '
+            "object of class name to weight."
         )
-
-    return subset(train_idx), subset(val_idx)
+    unknown = [name for name in setting if name not in class_names]
+    if unknown:
+        raise Incompatible(
+            f"training.class_weight names classes the data does not have: "
+            f"{names_text(unknown)}. The classes are {names_text(class_names)}."
+        )
+    return {index: float(setting.get(name, 1.0)) for index, name in enumerate(class_names)}
 
 
 def _pipeline(
-    folder: ImageFolder,
+    examples: Examples,
     image_shape: tuple[int, int, int],
     batch_size: int,
     label_mode: str,
@@ -250,65 +279,119 @@ def _pipeline(
     shuffle_seed: int | None,
 ) -> tf.data.Dataset:
     height, width, channels = image_shape
-    labels = _encode_labels(folder.labels, label_mode, num_classes)
 
-    def decode(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        image = tf.io.decode_image(
-            tf.io.read_file(path), channels=channels, expand_animations=False, dtype=tf.uint8
-        )
+    def to_pixels(image: tf.Tensor) -> tf.Tensor:
+        image = _match_channels(image, channels)
         image = tf.image.resize(image, (height, width), method="bilinear")
         image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
         image.set_shape((height, width, channels))
-        return image, label
+        return image
 
-    def to_float(images: tf.Tensor, batch_labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return tf.cast(images, tf.float32), batch_labels
+    def decode(data: tf.Tensor) -> tf.Tensor:
+        return tf.io.decode_image(data, channels=channels, expand_animations=False, dtype=tf.uint8)
 
-    files = folder.files
+    def encode(label: tf.Tensor) -> tf.Tensor:
+        if label_mode == "categorical":
+            return tf.one_hot(label, num_classes, dtype=tf.float32)
+        if label_mode == "binary":
+            return tf.reshape(tf.cast(label, tf.float32), (1,))
+        return tf.cast(label, tf.int32)
+
+    order = np.arange(len(examples))
     if shuffle_seed is not None:
-        # One full shuffle of the (cheap) file list, so that the cache is not in class order
-        # and a shuffle buffer smaller than the dataset still mixes classes.
-        order = np.random.default_rng(shuffle_seed).permutation(len(files))
-        files, labels = [files[i] for i in order], labels[order]
-    dataset = tf.data.Dataset.from_tensor_slices((files, labels))
-    dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE).cache()
+        # One full shuffle of the (cheap) list of examples, so that the cache is not in class
+        # order and a shuffle buffer smaller than the dataset still mixes classes.
+        order = np.random.default_rng(shuffle_seed).permutation(len(examples))
+    labels = examples.labels[order]
+    dataset: tf.data.Dataset
+    if examples.source == "image_folder":
+        files = [examples.files[i] for i in order]
+        dataset = tf.data.Dataset.from_tensor_slices((files, labels)).map(
+            lambda path, label: (to_pixels(decode(tf.io.read_file(path))), encode(label)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    elif examples.source == "npz":
+        assert examples.pixels is not None and examples.positions is not None
+        pixels = examples.pixels[examples.positions[order]]
+        dataset = tf.data.Dataset.from_tensor_slices((pixels, labels)).map(
+            lambda image, label: (to_pixels(image), encode(label)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    elif examples.source == "tfrecord":
+        dataset = _tfrecord_dataset(examples).map(
+            lambda data, label: (to_pixels(decode(data)), encode(label)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    else:
+        raise ValueError(f"Unknown source. Received: {examples.source!r}")
+    dataset = dataset.cache()
     if shuffle_seed is not None:
         dataset = dataset.shuffle(
-            min(len(folder.files), SHUFFLE_BUFFER), seed=shuffle_seed, reshuffle_each_iteration=True
+            min(len(examples), SHUFFLE_BUFFER), seed=shuffle_seed, reshuffle_each_iteration=True
         )
-    dataset = dataset.batch(batch_size).map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return dataset.batch(batch_size).map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def _encode_labels(labels: np.ndarray, label_mode: str, num_classes: int) -> np.ndarray:
-    if label_mode == "categorical":
-        return np.eye(num_classes, dtype=np.float32)[labels]
-    if label_mode == "binary":
-        return labels.astype(np.float32).reshape(-1, 1)
-    return labels.astype(np.int32)
+def _tfrecord_dataset(examples: Examples) -> tf.data.Dataset:
+    """(encoded image, label) of the records at ``examples.positions``, in file order."""
+    assert examples.positions is not None
+    total = int(examples.positions.max()) + 1 if len(examples.positions) else 0
+    wanted = np.zeros(total, dtype=bool)
+    wanted[examples.positions] = True
+    mask = tf.constant(wanted)
+    features = {
+        "image": tf.io.FixedLenFeature([], tf.string),
+        "label": tf.io.FixedLenFeature([], tf.int64),
+    }
+
+    def keep(index: tf.Tensor, _raw: tf.Tensor) -> tf.Tensor:
+        return index < total and tf.gather(mask, tf.minimum(index, total - 1))
+
+    def parse(_index: tf.Tensor, raw: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        example = tf.io.parse_single_example(raw, features)
+        return example["image"], example["label"]
+
+    records = tf.data.TFRecordDataset(list(examples.shards)).enumerate()
+    return records.filter(keep).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def _image_files(folder: Path) -> list[str]:
-    found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(
-            os.path.join(dirpath, name)
-            for name in sorted(filenames)
-            if name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith(".")
-        )
-    return found
+def _match_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
+    """Grayscale, RGB or RGBA as ``channels`` (1 or 3) channels, as decode_image does."""
+    have = image.shape[-1]
+    if have == channels or have is None:
+        return image
+    if have == 4:
+        image = image[..., :3]
+        have = 3
+    if have == 1 and channels == 3:
+        return tf.image.grayscale_to_rgb(image)
+    if have == 3 and channels == 1:
+        gray = tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))
+        return tf.cast(tf.clip_by_value(tf.round(gray), 0.0, 255.0), tf.uint8)
+    return image
 
 
-def _looks_like_image(path: str) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(8)
-    except OSError:
-        return False
-    return head.startswith(IMAGE_SIGNATURES)
+def _to_float(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    return tf.cast(images, tf.float32), labels
 
 
-def _names(names: Sequence[str], limit: int = 10) -> str:
-    shown = ", ".join(repr(n) for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+def _augmenter(
+    settings: AugmentationSettings, seed: int
+) -> Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
+    """A batch map applying random flips, rotations and zooms (training data only)."""
+    import keras
+
+    layers: list[keras.layers.Layer] = []
+    if settings.flip != "none":
+        layers.append(keras.layers.RandomFlip(settings.flip, seed=seed))
+    if settings.rotation > 0:
+        layers.append(keras.layers.RandomRotation(settings.rotation, seed=seed + 1))
+    if settings.zoom > 0:
+        layers.append(keras.layers.RandomZoom((-settings.zoom, settings.zoom), seed=seed + 2))
+
+    def augment(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        for layer in layers:
+            images = layer(images, training=True)
+        return tf.clip_by_value(images, 0.0, 255.0), labels
+
+    return augment

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,12 +31,15 @@ class FitResult:
         metrics: The final metrics: of the last phase's restored best epoch, else its last epoch.
         trainable_weights: Trainable weight tensors in the last phase.
         restored_epoch: The epoch whose weights early stopping restored at the end, if any.
+        phases: Per phase: ``{"index", "epochs_run", "seconds", "learning_rate", "freeze",
+            "trainable_weights", "frozen_layers"}``.
     """
 
     history: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     trainable_weights: int = 0
     restored_epoch: int | None = None
+    phases: list[dict[str, Any]] = field(default_factory=list)
 
 
 def fit_phases(
@@ -46,6 +50,7 @@ def fit_phases(
     checkpoint_dir: str | None = None,
     resume: ResumeState | None = None,
     extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+    class_weight: dict[int, float] | None = None,
 ) -> FitResult:
     """Runs every phase of the plan on ``built.model``.
 
@@ -72,6 +77,7 @@ def fit_phases(
         result.history = list(resume.history)
         epochs_done = resume.epoch
     for position, phase in enumerate(plan.phases):
+        started = time.monotonic()
         summary = freezer.apply(phase.freeze, phase.freeze_field)
         result.trainable_weights = summary.trainable_weights
         if resume is not None and phase.index < resume.phase_index:
@@ -129,10 +135,23 @@ def fit_phases(
                 ),
             )
         first = len(result.history)
-        _fit(built.model, data, epochs_done, to_run, phase, callbacks)
+        _fit(built.model, data, epochs_done, to_run, phase, callbacks, class_weight)
         phase_history = result.history[first:]
         epochs_done += len(phase_history)
         result.metrics, result.restored_epoch = _final_metrics(phase_history, stopper)
+        result.phases.append(
+            {
+                "index": phase.index,
+                "epochs_planned": phase.epochs,
+                "epochs_run": len(phase_history),
+                "seconds": round(time.monotonic() - started, 3),
+                "learning_rate": phase.learning_rate,
+                "freeze": phase.freeze.to_spec(),
+                "trainable_weights": summary.trainable_weights,
+                "frozen_layers": len(summary.frozen_layers),
+                "restored_epoch": result.restored_epoch,
+            }
+        )
     if not result.metrics and result.history:  # resumed after the very last epoch
         result.metrics, _ = _final_metrics(result.history[-1:], None)
     return result
@@ -190,10 +209,12 @@ def _fit(
     epochs: int,
     phase: Phase,
     callbacks: list[keras.callbacks.Callback],
+    class_weight: dict[int, float] | None = None,
 ) -> None:
     try:
         model.fit(
             data.train,
+            class_weight=class_weight,
             validation_data=data.validation,
             epochs=initial_epoch + epochs,
             initial_epoch=initial_epoch,

@@ -22,6 +22,7 @@ import numpy as np
 from service.trainer.errors import Incompatible
 from service.trainer.model_surgery import BuiltModel, similar_names_hint
 from service.trainer.plan import FreezeRule
+from service.trainer.preprocessing import is_fixed_preprocessing
 
 
 @dataclass
@@ -109,6 +110,12 @@ class Freezer:
         self._frozen_bn: dict[int, keras.layers.BatchNormalization] = {
             id(bn): bn for bn in _batch_norms(self._base_layers) if not bn.trainable
         }
+        # The fixed preprocessing an earlier job built in (frozen there) never trains.
+        self._fixed = {
+            id(layer)
+            for layer in self._base_layers
+            if is_fixed_preprocessing(layer) and not layer.trainable
+        }
 
     def apply(self, rule: FreezeRule, field_name: str = "freeze") -> FreezeSummary:
         """Makes exactly the rule's layers (and every BatchNormalization once frozen) frozen.
@@ -123,7 +130,7 @@ class Freezer:
         # Setting a nested model's flag sets all its sublayers, so set all flags first and
         # re-freeze BatchNormalization after.
         for layer in self._base_layers:
-            layer.trainable = id(layer) not in frozen_ids
+            layer.trainable = id(layer) not in frozen_ids and id(layer) not in self._fixed
         for layer in self.built.head_layers:
             layer.trainable = True
         for bn in _batch_norms(frozen):

@@ -1,19 +1,57 @@
-"""Opening the base model file, which is untrusted input: Keras 3 in safe mode only."""
+"""Opening the base model file, which is untrusted input.
+
+Every format is checked first by model_safety (the stored configuration, read as data), then:
+
+- ``.keras`` and ``.h5`` written by Keras 3: Keras 3 in safe mode.
+- ``.h5`` written by Keras 2 (tf_keras): Keras 3's own reader for legacy ``.h5`` files, in safe
+  mode, on a copy whose configuration is translated where Keras 2 and 3 differ (LEGACY_FIXES;
+  e.g. Keras 2's DepthwiseConv2D stores ``groups``, which Keras 3 rejects).
+- a SavedModel folder written by Keras 2 (``model.save("folder/")``): only tf_keras reads it
+  (Keras 3 refuses legacy SavedModels). tf_keras loads it (after the check: tf_keras has no safe
+  mode) and writes it as a Keras 2 ``.h5`` in scratch, which then takes the path above.
+
+The result is always a Keras 3 model, so the rest of the trainer has one code path, and the job's
+output (``model.keras``) can be the base model of the next job.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import keras
 
 from service.trainer.errors import InvalidModel
+from service.trainer.model_safety import check_model_file
 
 ZIP_SIGNATURE = b"PK\x03\x04"
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 SUFFIXES = {"keras": ".keras", "h5": ".h5"}
 SAVE_ADVICE = "Save the model with model.save('model.keras') (Keras 3) and submit that file."
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A base model and where it came from.
+
+    Attributes:
+        model: The model, as a Keras 3 model.
+        file_format: ``keras``, ``h5`` or ``saved_model``.
+        written_by: The Keras version that wrote the file where it says (``"2.21.0"``), else "".
+        reader: What read it: ``keras`` or ``tf_keras`` (+ Keras 3 for the conversion).
+    """
+
+    model: keras.Model
+    file_format: str
+    written_by: str = ""
+    reader: str = "keras"
 
 
 def detect_format(path: str | os.PathLike[str], declared: str = "auto") -> str:
@@ -62,7 +100,12 @@ def detect_format(path: str | os.PathLike[str], declared: str = "auto") -> str:
 
 
 def load_base_model(path: str | os.PathLike[str], declared_format: str = "auto") -> keras.Model:
-    """Loads the base model in safe mode, uncompiled: nothing from the file runs as code.
+    """The base model as a Keras 3 model; see open_base_model."""
+    return open_base_model(path, declared_format).model
+
+
+def open_base_model(path: str | os.PathLike[str], declared_format: str = "auto") -> LoadedModel:
+    """Checks, then loads the base model uncompiled: nothing from the file runs as code.
 
     Args:
         path: The staged local ``.keras``/``.h5`` file (any file name) or SavedModel folder.
@@ -73,35 +116,134 @@ def load_base_model(path: str | os.PathLike[str], declared_format: str = "auto")
 
     Raises:
         InvalidModel: The file cannot be read, is refused as unsafe (a Lambda layer, a class
-            outside Keras), is a legacy SavedModel, or is no ``keras.Model``.
+            outside Keras), or is no ``keras.Model``.
     """
     path = Path(path)
     file_format = detect_format(path, declared_format)
-    if file_format == "saved_model":
-        raise InvalidModel(
-            "base_model.uri points at a TensorFlow SavedModel folder; legacy SavedModel bases come "
-            f"in a later release. Provide a .keras or .h5 file instead. {SAVE_ADVICE}"
-        )
+    check_model_file(path, file_format)
     with tempfile.TemporaryDirectory(prefix="base-model-") as scratch:
-        # Keras picks its reader by file name; a staged file may be named anything.
-        suffix = SUFFIXES[file_format]
-        readable = path
-        if path.suffix.lower() != suffix:
-            readable = Path(scratch) / f"model{suffix}"
-            readable.symlink_to(path.resolve())
-        try:
-            model = keras.saving.load_model(readable, compile=False, safe_mode=True)
-        except Exception as exc:
-            raise InvalidModel(
-                f"base_model.uri: could not read {path.name!r} as a Keras model: "
-                f"{_short_reason(exc)} {SAVE_ADVICE}"
-            ) from exc
-    if not isinstance(model, keras.Model):
+        if file_format == "saved_model":
+            h5 = Path(scratch) / "from-saved-model.h5"
+            written_by = _saved_model_to_h5(path, h5)
+            model = _load_h5(h5, Path(scratch), path.name)
+            loaded = LoadedModel(model, file_format, written_by, "tf_keras")
+        elif file_format == "h5":
+            loaded = LoadedModel(
+                _load_h5(path, Path(scratch), path.name), file_format, _h5_keras_version(path)
+            )
+        else:
+            loaded = LoadedModel(_keras_load(path, ".keras", Path(scratch), path.name), "keras")
+    if not isinstance(loaded.model, keras.Model):
         raise InvalidModel(
-            f"base_model.uri: {path.name!r} holds a {type(model).__name__}, not a Keras model. "
-            f"{SAVE_ADVICE}"
+            f"base_model.uri: {path.name!r} holds a {type(loaded.model).__name__}, not a Keras "
+            f"model. {SAVE_ADVICE}"
         )
-    return model
+    return loaded
+
+
+def _keras_load(path: Path, suffix: str, scratch: Path, shown: str) -> Any:
+    # Keras picks its reader by file name; a staged file may be named anything.
+    readable = path
+    if path.suffix.lower() != suffix:
+        readable = scratch / f"model{suffix}"
+        readable.symlink_to(path.resolve())
+    try:
+        return keras.saving.load_model(readable, compile=False, safe_mode=True)
+    except Exception as exc:
+        raise InvalidModel(
+            f"base_model.uri: could not read {shown!r} as a Keras model: "
+            f"{_short_reason(exc)} {SAVE_ADVICE}"
+        ) from exc
+
+
+def _load_h5(path: Path, scratch: Path, shown: str) -> Any:
+    """Keras 3 reads the ``.h5`` (any writer), from a copy with translated config if needed."""
+    config = _h5_model_config(path)
+    fixed = translate_legacy_config(config)
+    if fixed == config:
+        return _keras_load(path, ".h5", scratch, shown)
+    import h5py
+
+    copy = scratch / "translated.h5"
+    shutil.copyfile(path, copy)
+    with h5py.File(copy, "r+") as handle:
+        handle.attrs["model_config"] = json.dumps(fixed)
+    return _keras_load(copy, ".h5", scratch, shown)
+
+
+def _h5_model_config(path: Path) -> Any:
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        raw = handle.attrs["model_config"]
+    if isinstance(raw, bytes | bytearray):
+        raw = bytes(raw).decode("utf-8")
+    return json.loads(raw)
+
+
+def _h5_keras_version(path: Path) -> str:
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        raw = handle.attrs.get("keras_version", b"")
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def _saved_model_to_h5(folder: Path, h5: Path) -> str:
+    """tf_keras loads a Keras 2 SavedModel (already checked) and writes it as ``.h5``."""
+    try:
+        import tf_keras
+    except ImportError as exc:  # an installation problem, not the user's
+        raise RuntimeError("tf_keras is needed to read Keras 2 SavedModels") from exc
+    try:
+        model = tf_keras.models.load_model(str(folder), compile=False)
+    except Exception as exc:
+        raise InvalidModel(
+            "base_model.uri: could not read the SavedModel folder as a Keras 2 model: "
+            f"{_short_reason(exc)} {SAVE_ADVICE}"
+        ) from exc
+    if not isinstance(model, tf_keras.Model) or not getattr(model, "_is_graph_network", False):
+        raise InvalidModel(
+            "base_model.uri: the SavedModel holds a subclassed Keras 2 model, whose layers the "
+            "service cannot rewire. Save a functional or Sequential model. " + SAVE_ADVICE
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "HDF5 is legacy": it is only a step here
+            model.save(str(h5), save_format="h5")
+    except Exception as exc:
+        raise InvalidModel(
+            "base_model.uri: the Keras 2 SavedModel could not be converted for training: "
+            f"{_short_reason(exc)} {SAVE_ADVICE}"
+        ) from exc
+    return f"tf_keras {tf_keras.__version__}"
+
+
+def _drop_groups(config: dict[str, Any]) -> None:
+    config.pop("groups", None)
+
+
+#: Per layer class, how a Keras 2 layer config becomes one that Keras 3 accepts.
+LEGACY_FIXES: dict[str, Callable[[dict[str, Any]], None]] = {
+    # Keras 2 writes DepthwiseConv2D as a Conv2D subclass with groups=1; Keras 3 has no groups.
+    "DepthwiseConv2D": _drop_groups,
+}
+
+
+def translate_legacy_config(config: Any) -> Any:
+    """A copy of a model configuration with LEGACY_FIXES applied to every layer."""
+    copy = json.loads(json.dumps(config))
+    stack: list[Any] = [copy]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            fix = LEGACY_FIXES.get(str(node.get("class_name")))
+            if fix is not None and isinstance(node.get("config"), dict):
+                fix(node["config"])
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return copy
 
 
 def _short_reason(exc: BaseException, limit: int = 300) -> str:

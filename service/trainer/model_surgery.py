@@ -92,7 +92,8 @@ def resolve_image_shape(
     if image_size is None:
         if height is None or width is None:
             raise Incompatible(
-                "base_model accepts images of any size; set dataset.image_size to [height, width]."
+                "base_model accepts images of any size; set dataset.image_size to [height, width].",
+                field="dataset.image_size",
             )
         return height, width, channels
     fixed = (height, width)
@@ -178,7 +179,9 @@ def build_model(
     image = keras.Input(shape=image_shape, dtype="float32", name=INPUT_NAME)
     x = image
     base_names = {layer.name for layer in base.layers}
-    for layer in preprocessing_layers(preprocessing, _unique("preprocess", base_names)):
+    for layer in preprocessing_layers(
+        preprocessing, _unique("preprocess", base_names), channels=image_shape[2]
+    ):
         x = layer(x)
     features = _rewire(base, x, cut)
     feature_shape = tuple(features.shape)
@@ -189,7 +192,8 @@ def build_model(
             raise Incompatible(
                 f"the model outputs {_describe_units(feature_shape)} but the data has "
                 f"{num_classes} classes{binary_note}. Add a head (head: {{}}) to replace the "
-                "model's output layer."
+                "model's output layer.",
+                field="head",
             )
         return BuiltModel(_functional(image, features), base, [], None, units, feature_shape[1:])
 

@@ -103,8 +103,27 @@ class EarlyStoppingSettings:
 
 
 @dataclass(frozen=True)
+class AugmentationSettings:
+    """Spec ``training.augmentation``: random changes to training images only."""
+
+    flip: str = "none"
+    rotation: float = 0.0
+    zoom: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        """Whether anything changes the images."""
+        return self.flip != "none" or self.rotation > 0 or self.zoom > 0
+
+
+@dataclass(frozen=True)
 class TrainingSettings:
-    """Spec ``training``, less what phases override."""
+    """Spec ``training``, less what phases override.
+
+    Attributes:
+        class_weight: None, ``"balanced"`` or class name -> weight.
+        mixed_precision: ``auto``, ``off``, ``mixed_float16`` or ``mixed_bfloat16``.
+    """
 
     batch_size: int = 32
     optimizer: str = "adam"
@@ -112,6 +131,9 @@ class TrainingSettings:
     metrics: tuple[str, ...] = ("accuracy",)
     early_stopping: EarlyStoppingSettings | None = None
     seed: int | None = None
+    class_weight: str | dict[str, float] | None = None
+    augmentation: AugmentationSettings = AugmentationSettings()
+    mixed_precision: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -215,6 +237,8 @@ def _training_settings(raw: dict[str, Any]) -> TrainingSettings:
             restore_best_weights=bool(stopping.get("restore_best_weights", True)),
         )
     metrics = raw.get("metrics")
+    augmentation = raw.get("augmentation") or {}
+    class_weight = raw.get("class_weight")
     return TrainingSettings(
         batch_size=int(raw.get("batch_size") or 32),
         optimizer=str(raw.get("optimizer") or "adam"),
@@ -222,6 +246,13 @@ def _training_settings(raw: dict[str, Any]) -> TrainingSettings:
         metrics=("accuracy",) if metrics is None else tuple(str(m) for m in metrics),
         early_stopping=early_stopping,
         seed=raw.get("seed"),
+        class_weight=dict(class_weight) if isinstance(class_weight, dict) else class_weight,
+        augmentation=AugmentationSettings(
+            flip=str(augmentation.get("flip") or "none"),
+            rotation=float(augmentation.get("rotation") or 0.0),
+            zoom=float(augmentation.get("zoom") or 0.0),
+        ),
+        mixed_precision=str(raw.get("mixed_precision") or "auto"),
     )
 
 

@@ -14,11 +14,15 @@ class TrainingRequest:
         job_id: The job's id, for logs and the exported model's metadata.
         spec: The validated job spec with every default filled in (schemas.JobSpecSchema).
         base_model_path: A local ``.keras``/``.h5`` file or SavedModel folder.
-        train_path: A local folder holding one sub-folder of images per class.
+        train_path: The staged training data: a folder of class folders (also what a zip or
+            tar archive was unpacked to), an ``.npz`` file, or a folder (or file) of TFRecords.
         validation_path: Like ``train_path``; None to hold out ``validation_split`` of train.
         output_dir: Where the trainer writes ``saved_model/`` and ``model.keras``.
         checkpoint_dir: Where the trainer writes a checkpoint after every epoch (None: none).
         resume_from: A checkpoint folder to continue from (None: start afresh).
+        train_format: What ``train_path`` holds: ``image_folder``, ``npz`` or ``tfrecord``
+            (the worker resolves the spec's ``auto``, ``zip`` and ``tar``).
+        validation_format: The same for ``validation_path``; None: as ``train_format``.
     """
 
     job_id: str
@@ -29,6 +33,8 @@ class TrainingRequest:
     output_dir: str
     checkpoint_dir: str | None = None
     resume_from: str | None = None
+    train_format: str = "image_folder"
+    validation_format: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A picklable, JSON-able form for the child process."""
@@ -50,6 +56,10 @@ class TrainingOutcome:
         versions: Versions of TensorFlow and Keras that trained the model.
         timings: Seconds spent per step (``loading``, ``training``, ``exporting``).
         restored_epoch: The epoch whose weights early stopping restored (1-based), if any.
+        phases: Per phase of the schedule: epochs run, seconds, learning rate, freeze rule,
+            trainable weights.
+        base_model: What the base model file was: ``format``, ``written_by``, ``reader``.
+        precision: The dtype policy trained with (``float32``, ``mixed_float16``, ...).
     """
 
     metrics: dict[str, float]
@@ -62,6 +72,9 @@ class TrainingOutcome:
     versions: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     restored_epoch: int | None = None
+    phases: list[dict[str, Any]] = field(default_factory=list)
+    base_model: dict[str, str] = field(default_factory=dict)
+    precision: str = "float32"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form for the worker."""

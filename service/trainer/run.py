@@ -13,12 +13,13 @@ import tensorflow as tf
 from service.trainer.callbacks import tensorboard_callback
 from service.trainer.checkpointing import load_resume_state, restore_weights
 from service.trainer.compiling import check_loss_and_metrics
-from service.trainer.data import label_mode_for_loss, load_image_datasets
+from service.trainer.data import class_weights, label_mode_for_loss, load_image_datasets
 from service.trainer.export import export_model
 from service.trainer.fitting import fit_phases
-from service.trainer.loading import load_base_model
+from service.trainer.loading import open_base_model
 from service.trainer.model_surgery import build_model, resolve_image_shape
 from service.trainer.plan import TrainingPlan
+from service.trainer.precision import apply_policy, resolve_policy
 from service.trainer.request import TrainingOutcome, TrainingRequest
 
 Report = Callable[[dict[str, Any]], None]
@@ -45,7 +46,9 @@ def train(request: TrainingRequest, report: Report) -> TrainingOutcome:
     report({"type": "phase", "phase": "loading"})
     seed = seed_everything(plan.training.seed)
     check_loss_and_metrics(plan.training.loss, plan.training.metrics)
-    base = load_base_model(request.base_model_path, plan.base_model_format)
+    policy = resolve_policy(plan.training.mixed_precision)
+    loaded = open_base_model(request.base_model_path, plan.base_model_format)
+    base = loaded.model
     image_shape = resolve_image_shape(base, plan.data.image_size)
     label_mode = label_mode_for_loss(plan.training.loss)
     data = load_image_datasets(
@@ -56,8 +59,11 @@ def train(request: TrainingRequest, report: Report) -> TrainingOutcome:
         label_mode=label_mode,
         validation_split=plan.data.validation_split,
         seed=seed,
-        data_format=plan.data.format,
+        data_format=request.train_format,
+        validation_format=request.validation_format,
+        augmentation=plan.training.augmentation,
     )
+    weights = class_weights(plan.training.class_weight, data.class_names, data.train_counts)
     report(
         _info(
             f"Found {len(data.class_names)} classes: {sum(data.train_counts.values())} "
@@ -66,8 +72,13 @@ def train(request: TrainingRequest, report: Report) -> TrainingOutcome:
             train_counts=data.train_counts,
             validation_counts=data.validation_counts,
             label_mode=label_mode,
+            source=data.source,
+            class_weight=None
+            if weights is None
+            else {data.class_names[i]: w for i, w in weights.items()},
         )
     )
+    base = apply_policy(base, policy)
     built = build_model(
         base,
         image_shape=image_shape,
@@ -92,6 +103,12 @@ def train(request: TrainingRequest, report: Report) -> TrainingOutcome:
             head_layers=[layer.name for layer in built.head_layers],
             output_units=built.output_units,
             seed=seed,
+            base_model={
+                "format": loaded.file_format,
+                "written_by": loaded.written_by,
+                "reader": loaded.reader,
+            },
+            precision=policy,
         )
     )
     timings["loading"] = _since(started)
@@ -109,6 +126,7 @@ def train(request: TrainingRequest, report: Report) -> TrainingOutcome:
         report,
         checkpoint_dir=request.checkpoint_dir,
         resume=resume,
+        class_weight=weights,
         extra_callbacks=[tensorboard_callback(request.output_dir)],
     )
     timings["training"] = _since(started)
@@ -126,9 +144,20 @@ def train(request: TrainingRequest, report: Report) -> TrainingOutcome:
         keras_file=exported.keras_file,
         input_shape=list(image_shape),
         trainable_weights=fitted.trainable_weights,
-        versions={"tensorflow": tf.__version__, "keras": keras.__version__},
+        versions={
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            **({"tf_keras": _tf_keras_version()} if loaded.reader == "tf_keras" else {}),
+        },
         timings=timings,
         restored_epoch=fitted.restored_epoch,
+        phases=fitted.phases,
+        base_model={
+            "format": loaded.file_format,
+            "written_by": loaded.written_by,
+            "reader": loaded.reader,
+        },
+        precision=policy,
     )
 
 
@@ -151,3 +180,9 @@ def _info(message: str, **data: Any) -> dict[str, Any]:
 
 def _since(started: float) -> float:
     return round(time.monotonic() - started, 3)
+
+
+def _tf_keras_version() -> str:
+    import tf_keras
+
+    return str(tf_keras.__version__)

@@ -139,6 +139,8 @@ class JobRun:
             output_dir=str(self.job_dir / "outputs"),
             checkpoint_dir=str(self.job_dir / "checkpoints"),
             resume_from=resume_from,
+            train_format=inputs.train_format,
+            validation_format=inputs.validation_format,
         )
 
     def _train_with_oom_retries(self, inputs: StagedInputs) -> TrainingOutcome:

@@ -17,6 +17,7 @@ from service.jobs import JobRecord, JobStatus, LeaseLost
 from service.jobs.checkpoints import CheckpointStore
 from service.logs import job_logging
 from service.storage.errors import StorageError
+from service.worker.archives import ArchiveLimits
 from service.worker.errors import JobAbandoned, JobCancelled, JobFailure, JobInterrupted
 from service.worker.heartbeat import Heartbeat
 from service.worker.job_run import JobRun
@@ -49,7 +50,10 @@ class Worker:
         self.jobs = services.jobs
         self.config = services.config
         self.worker_id = worker_id or default_worker_id()
-        self.stager = Stager(services.storage)
+        self.stager = Stager(
+            services.storage,
+            ArchiveLimits(self.config.max_archive_bytes, self.config.max_archive_files),
+        )
         self.checkpoints = CheckpointStore(self.jobs.store, self.jobs.prefix)
         self.stopping = threading.Event()
         self._next_sweep = 0.0

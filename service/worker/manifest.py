@@ -20,7 +20,22 @@ def build_manifest(
     outputs: dict[str, str],
     timings: dict[str, float],
 ) -> bytes:
-    """The manifest's bytes (JSON, UTF-8), with any secret this process knows of redacted."""
+    """The manifest's bytes (JSON, UTF-8), with any secret this process knows of redacted.
+
+    It records: the job id and attempt; the full spec with defaults; the base model's URI,
+    sha256 and format (and the Keras that wrote it); per dataset (``dataset.train``,
+    ``dataset.validation``) its URI, format and files (key, size, ETag; sha256 for a
+    single-object dataset such as an archive or an .npz); the class names in label order; the
+    exported model's input (raw 0-255 float32 pixels); the metric history per epoch with its
+    phase; the final metrics; per phase its epochs, learning rate, freeze rule and seconds; the
+    timings of every step; and the versions of TensorFlow, Keras and the service.
+    """
+    dataset = record.spec["dataset"]
+    formats = {
+        "dataset.train": inputs.train_format,
+        "dataset.validation": inputs.validation_format or inputs.train_format,
+    }
+    uris = {"dataset.train": dataset["train"], "dataset.validation": dataset.get("validation")}
     manifest: dict[str, Any] = {
         "job_id": record.id,
         "attempt": record.attempt,
@@ -29,13 +44,25 @@ def build_manifest(
             "base_model": {
                 "uri": record.spec["base_model"]["uri"],
                 "sha256": inputs.base_model_sha256,
+                **outcome.base_model,
             },
-            "dataset": inputs.dataset_files,
+            "dataset": {
+                name: {"uri": uris[name], "format": formats[name], "files": files}
+                for name, files in inputs.dataset_files.items()
+            },
         },
         "class_names": outcome.class_names,
+        "input": {
+            "name": "image",
+            "shape": [None, *outcome.input_shape],
+            "dtype": "float32",
+            "pixels": "raw 0-255; preprocessing is inside the model",
+        },
         "input_shape": outcome.input_shape,
+        "precision": outcome.precision,
         "metrics": outcome.metrics,
         "history": outcome.history,
+        "phases": outcome.phases,
         "outputs": outputs,
         "timings": {**outcome.timings, **timings},
         "versions": {

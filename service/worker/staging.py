@@ -1,18 +1,62 @@
-"""Copies a job's inputs from storage to local scratch, and its outputs back."""
+"""Copies a job's inputs from storage to local scratch, and its outputs back.
+
+A dataset URI names one of (API.md):
+
+- a prefix (``s3://b/train/``): a folder of class folders, or of TFRecord files;
+- one object: a ``.zip`` / ``.tar.gz`` / ``.tgz`` / ``.tar`` archive of class folders (checked and
+  unpacked here, in the worker, see archives.py), an ``.npz``, or one ``.tfrecord`` file;
+- a glob (``s3://b/train-*.tfrecord``): the TFRecord files it matches.
+
+``dataset.format: auto`` decides by name, then by content; the trainer gets a local path and
+what it holds (``image_folder``, ``npz`` or ``tfrecord``). A URI without a trailing '/' that names
+no object is read as a prefix, as the first release did.
+"""
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from service.storage.base import ObjectInfo, ObjectStore, local_path_for
 from service.storage.errors import NoSuchKey, StorageError, StorageUnavailable
 from service.storage.resolver import Storage
+from service.worker.archives import (
+    GZIP_SIGNATURE,
+    ZIP_SIGNATURE,
+    ArchiveLimits,
+    archive_kind,
+    dataset_root,
+    extract_archive,
+    remove,
+)
 from service.worker.errors import JobFailure
 
 log = logging.getLogger(__name__)
+
+TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrec")
+GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+@dataclass
+class StagedDataset:
+    """One staged dataset: where it is and what it holds.
+
+    Attributes:
+        path: The local folder (image_folder, tfrecord) or file (npz, one tfrecord file).
+        format: ``image_folder``, ``npz`` or ``tfrecord``.
+        files: What the manifest records: per object ``key`` (relative), ``size``, ``etag``, and
+            ``sha256`` for a single-object dataset.
+    """
+
+    path: Path
+    format: str
+    files: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -24,6 +68,8 @@ class StagedInputs:
     validation_path: Path | None
     base_model_sha256: str
     dataset_files: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    train_format: str = "image_folder"
+    validation_format: str | None = None
 
 
 def sha256_of(path: Path) -> str:
@@ -47,24 +93,60 @@ def _storage_failure(what: str, uri: str, exc: StorageError) -> JobFailure:
     return JobFailure("storage", f"Could not read {what} {uri}: {exc}.")
 
 
+def _invalid(field_name: str, message: str) -> JobFailure:
+    return JobFailure("invalid_dataset", f"{field_name}: {message}")
+
+
 class Stager:
-    """Downloads inputs and uploads outputs for one job."""
+    """Downloads inputs and uploads outputs for one job.
 
-    def __init__(self, storage: Storage) -> None:
+    Args:
+        storage: Opens the stores behind URIs.
+        limits: Caps on what a dataset archive may unpack to.
+    """
+
+    def __init__(self, storage: Storage, limits: ArchiveLimits | None = None) -> None:
         self._storage = storage
+        self.limits = limits or ArchiveLimits()
 
-    def stage_inputs(self, spec: dict[str, Any], dest: Path) -> StagedInputs:
-        """Download base model and dataset under ``dest``; JobFailure names what is missing."""
+    def stage_inputs(
+        self, spec: dict[str, Any], dest: Path, sample_per_class: int | None = None
+    ) -> StagedInputs:
+        """Download base model and dataset under ``dest``; JobFailure names what is missing.
+
+        Args:
+            spec: The validated job spec.
+            dest: A folder inside the job's scratch folder.
+            sample_per_class: Download at most this many images per class (and one TFRecord
+                file) for the dry run; None downloads everything.
+        """
         model_path = self._stage_model(spec["base_model"]["uri"], dest / "model")
         dataset = spec["dataset"]
-        listings: dict[str, list[dict[str, Any]]] = {}
-        train = self._stage_dataset("dataset.train", dataset["train"], dest / "train", listings)
+        declared = str(dataset.get("format") or "auto")
+        train = self.stage_dataset(
+            "dataset.train", dataset["train"], dest / "train", declared, sample_per_class
+        )
         validation = None
         if dataset.get("validation"):
-            validation = self._stage_dataset(
-                "dataset.validation", dataset["validation"], dest / "validation", listings
+            validation = self.stage_dataset(
+                "dataset.validation",
+                dataset["validation"],
+                dest / "validation",
+                declared,
+                sample_per_class,
             )
-        return StagedInputs(model_path, train, validation, sha256_of(model_path), listings)
+        listings = {"dataset.train": train.files}
+        if validation is not None:
+            listings["dataset.validation"] = validation.files
+        return StagedInputs(
+            model_path,
+            train.path,
+            validation.path if validation else None,
+            sha256_of(model_path),
+            listings,
+            train_format=train.format,
+            validation_format=validation.format if validation else None,
+        )
 
     def _stage_model(self, uri: str, dest: Path) -> Path:
         store, key = self._storage.open(uri)
@@ -93,26 +175,158 @@ class Stager:
         except StorageError as exc:
             raise _storage_failure("the base model", uri, exc) from exc
 
-    def _stage_dataset(
-        self, field_name: str, uri: str, dest: Path, listings: dict[str, list[dict[str, Any]]]
-    ) -> Path:
+    def stage_dataset(
+        self,
+        field_name: str,
+        uri: str,
+        dest: Path,
+        declared: str = "auto",
+        sample_per_class: int | None = None,
+    ) -> StagedDataset:
+        """Download one dataset (prefix, object or glob) into ``dest`` and say what it holds.
+
+        Raises:
+            JobFailure: ``invalid_dataset`` (nothing there, a format that does not fit, a
+                refused archive) or ``storage``.
+        """
         store, key = self._storage.open(uri)
-        prefix = key if key.endswith("/") or key == "" else key + "/"
         try:
-            infos = store.download_prefix(prefix, dest)
+            if GLOB_CHARS.search(key):
+                return self._stage_glob(
+                    field_name, uri, store, key, dest, declared, sample_per_class
+                )
+            if key and not key.endswith("/"):
+                first = next(iter(store.list(key)), None)
+                if first is not None and first.key == key:
+                    return self._stage_object(
+                        field_name, uri, store, first, dest, declared, sample_per_class
+                    )
+                key += "/"
+            return self._stage_prefix(field_name, uri, store, key, dest, declared, sample_per_class)
         except StorageError as exc:
             raise _storage_failure(field_name, uri, exc) from exc
-        if not infos:
-            raise JobFailure(
-                "invalid_dataset",
-                f"{field_name}: no files under {uri}. Upload one folder of images "
-                "per class there (for example .../cats/1.jpg, .../dogs/2.jpg).",
-            )
-        listings[field_name] = [
-            {"key": info.key[len(prefix) :], "size": info.size, "etag": info.etag} for info in infos
-        ]
-        return dest
 
+    # the three shapes of a dataset URI ---------------------------------------------------
+    def _stage_prefix(
+        self,
+        field_name: str,
+        uri: str,
+        store: ObjectStore,
+        prefix: str,
+        dest: Path,
+        declared: str,
+        sample_per_class: int | None,
+    ) -> StagedDataset:
+        if declared in ("zip", "tar", "npz"):
+            raise _invalid(
+                field_name,
+                f"dataset.format is {declared!r} but {uri} is a prefix (a folder). Point it at "
+                f"the {declared} file, or set dataset.format to 'auto'.",
+            )
+        infos = [info for info in store.list(prefix) if not info.key.endswith("/")]
+        if not infos:
+            raise _invalid(
+                field_name,
+                f"no files under {uri}. Upload one folder of images per class there (for "
+                "example .../cats/1.jpg, .../dogs/2.jpg), or point it at an archive, an .npz or "
+                "TFRecord files.",
+            )
+        records = all(info.key.lower().endswith(TFRECORD_SUFFIXES) for info in infos)
+        data_format = (
+            "tfrecord"
+            if declared == "tfrecord" or (declared == "auto" and records)
+            else ("image_folder")
+        )
+        chosen = infos
+        if sample_per_class is not None:
+            chosen = (
+                infos[:1] if data_format == "tfrecord" else _sample(infos, prefix, sample_per_class)
+            )
+        self._download(store, chosen, prefix, dest)
+        return StagedDataset(dest, data_format, _listing(chosen, prefix))
+
+    def _stage_glob(
+        self,
+        field_name: str,
+        uri: str,
+        store: ObjectStore,
+        pattern: str,
+        dest: Path,
+        declared: str,
+        sample_per_class: int | None,
+    ) -> StagedDataset:
+        if declared not in ("auto", "tfrecord"):
+            raise _invalid(
+                field_name,
+                f"a glob ({uri}) selects TFRecord files; dataset.format {declared!r} does not "
+                "fit. Set dataset.format to 'auto' or 'tfrecord'.",
+            )
+        head = pattern[: GLOB_CHARS.search(pattern).start()]  # type: ignore[union-attr]
+        folder = head[: head.rfind("/") + 1]
+        infos = [
+            info
+            for info in store.list(folder)
+            if not info.key.endswith("/") and fnmatch.fnmatchcase(info.key, pattern)
+        ]
+        if not infos:
+            raise _invalid(field_name, f"no files match {uri}. Check the pattern.")
+        if sample_per_class is not None:
+            infos = infos[:1]
+        self._download(store, infos, folder, dest)
+        return StagedDataset(dest, "tfrecord", _listing(infos, folder))
+
+    def _stage_object(
+        self,
+        field_name: str,
+        uri: str,
+        store: ObjectStore,
+        info: ObjectInfo,
+        dest: Path,
+        declared: str,
+        sample_per_class: int | None,
+    ) -> StagedDataset:
+        name = PurePosixPath(info.key).name
+        download = dest / "download" / name
+        download.parent.mkdir(parents=True, exist_ok=True)
+        store.download_file(info.key, download)
+        files = [{"key": name, "size": info.size, "etag": info.etag, "sha256": sha256_of(download)}]
+        kind = declared if declared != "auto" else _kind_of(name, download)
+        if kind in ("zip", "tar"):
+            unpacked = dest / "unpacked"
+            extract_archive(
+                download,
+                unpacked,
+                self.limits,
+                field_name,
+                per_class_limit=sample_per_class,
+            )
+            remove(download)
+            return StagedDataset(dataset_root(unpacked), "image_folder", files)
+        if kind in ("npz", "tfrecord"):
+            return StagedDataset(download, kind, files)
+        if kind == "image_folder":
+            raise _invalid(
+                field_name,
+                f"dataset.format is 'image_folder' but {uri} is one file. Point it at the folder "
+                "(ending in '/'), or set dataset.format to match the file.",
+            )
+        raise _invalid(
+            field_name,
+            f"{uri} is neither a folder nor a file this service reads (.zip, .tar.gz, .tgz, "
+            ".tar, .npz, .tfrecord). Set dataset.format, or end a folder's URI with '/'.",
+        )
+
+    def _download(
+        self, store: ObjectStore, infos: list[ObjectInfo], prefix: str, dest: Path
+    ) -> None:
+        plan = [(info, local_path_for(dest, info.key[len(prefix) :], info.key)) for info in infos]
+        for parent in sorted({path.parent for _, path in plan}):
+            parent.mkdir(parents=True, exist_ok=True)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for future in [pool.submit(store.download_file, i.key, p) for i, p in plan]:
+                future.result()
+
+    # outputs -----------------------------------------------------------------------------
     def upload_outputs(self, output_uri: str, local_dir: Path, names: list[str]) -> None:
         """Upload ``names`` (files or folders under ``local_dir``) below ``output_uri``."""
         store, prefix = self._storage.open(output_uri)
@@ -143,3 +357,43 @@ class Stager:
             store.put(key, data)
         except StorageError as exc:
             raise JobFailure("storage", f"Could not write {uri}: {exc}.") from exc
+
+
+def _kind_of(name: str, local: Path) -> str | None:
+    """``zip``, ``tar``, ``npz`` or ``tfrecord`` by name, then by content; None if neither."""
+    lower = name.lower()
+    if lower.endswith(".npz"):
+        return "npz"
+    if lower.endswith(TFRECORD_SUFFIXES):
+        return "tfrecord"
+    by_name = archive_kind(name)
+    if by_name is not None:
+        return by_name
+    with local.open("rb") as handle:
+        head = handle.read(4)
+    if head.startswith(ZIP_SIGNATURE):
+        import zipfile
+
+        with zipfile.ZipFile(local) as archive:
+            names = archive.namelist()
+        return "npz" if names and all(n.endswith(".npy") for n in names) else "zip"
+    if head.startswith(GZIP_SIGNATURE):
+        return "tar"
+    return None
+
+
+def _sample(infos: list[ObjectInfo], prefix: str, per_class: int) -> list[ObjectInfo]:
+    """At most ``per_class`` objects per top-level folder below ``prefix``."""
+    taken: dict[str, int] = {}
+    chosen: list[ObjectInfo] = []
+    for info in infos:
+        relative = info.key[len(prefix) :]
+        folder = relative.split("/", 1)[0] if "/" in relative else ""
+        if taken.get(folder, 0) < per_class:
+            taken[folder] = taken.get(folder, 0) + 1
+            chosen.append(info)
+    return chosen
+
+
+def _listing(infos: list[ObjectInfo], prefix: str) -> list[dict[str, Any]]:
+    return [{"key": i.key[len(prefix) :], "size": i.size, "etag": i.etag} for i in infos]

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import boto3
 import pytest
+import requests
 
 from service.storage.s3 import S3ObjectStore
-from tests.e2e.scenario import assert_succeeded_job, held_out_accuracy, job_spec, prepare
+from tests.e2e.scenario import CLASSES, assert_succeeded_job, held_out_accuracy, job_spec, prepare
 from tests.helpers.moto_server import MotoServer
 from tests.helpers.net import free_port
 from tests.helpers.processes import ApiClient, gunicorn_api, worker_process
@@ -48,13 +49,17 @@ def test_fine_tune_job_end_to_end_on_s3(tmp_path: Path, moto_server: MotoServer)
     worker = worker_process("worker", env, tmp_path)
     try:
         client = ApiClient(f"http://127.0.0.1:{port}")
-        job = client.submit(
-            job_spec(
-                "s3://e2e-models/base/v1/model.keras",
-                "s3://e2e-data/digits/train/",
-                "s3://e2e-models/out/v2/",
-            )
+        spec = job_spec(
+            "s3://e2e-models/base/v1/model.keras",
+            "s3://e2e-data/digits/train/",
+            "s3://e2e-models/out/v2/",
         )
+        # The dry run through the real app: gunicorn spawns the inspecting child.
+        dry = requests.post(f"http://127.0.0.1:{port}/v1/jobs/validate", json=spec, timeout=120)
+        assert dry.status_code == 200, dry.text
+        assert dry.json()["valid"] is True
+        assert dry.json()["data"]["train"]["class_names"] == sorted(CLASSES)
+        job = client.submit(spec)
         assert job["status"] == "queued"
         final = client.wait(job["id"], timeout=400, logs=(api, worker))
         events = client.events(job["id"])
@@ -76,7 +81,7 @@ def test_fine_tune_job_end_to_end_on_s3(tmp_path: Path, moto_server: MotoServer)
     assert manifest["job_id"] == job["id"]
     assert manifest["class_names"] == result["class_names"]
     assert len(manifest["inputs"]["base_model"]["sha256"]) == 64
-    assert len(manifest["inputs"]["dataset"]["dataset.train"]) == 240
+    assert len(manifest["inputs"]["dataset"]["dataset.train"]["files"]) == 240
 
     out.download_prefix("out/v2/saved_model/", tmp_path / "downloaded")
     accuracy = held_out_accuracy(tmp_path / "downloaded", scenario)

@@ -144,3 +144,87 @@ def _colourize(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     rgb += rng.normal(0, 8, size=rgb.shape)
     image: np.ndarray = np.clip(rgb, 0, 255).astype(np.uint8)
     return image
+
+
+def write_npz(
+    path: Path,
+    digits: Sequence[int],
+    per_class: int,
+    size: int = 32,
+    seed: int = 0,
+    class_names: Sequence[str] | None = None,
+) -> Path:
+    """An ``.npz`` with ``x`` (uint8 (n, size, size, 3)) and ``y`` (class indices)."""
+    images, labels = digit_images(digits, per_class, size=size, seed=seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    extra = {} if class_names is None else {"class_names": np.asarray(class_names)}
+    np.savez(path, x=images, y=labels, **extra)
+    return path
+
+
+def write_tfrecords(
+    folder: Path,
+    digits: Sequence[int],
+    per_class: int,
+    shards: int = 2,
+    size: int = 32,
+    seed: int = 0,
+    name: str = "train",
+) -> list[Path]:
+    """TFRecord shards of ``tf.train.Example``s: ``image`` (PNG bytes) and ``label`` (int64).
+
+    Imports TensorFlow (only the writer needs it).
+    """
+    import io
+
+    import tensorflow as tf
+
+    images, labels = digit_images(digits, per_class, size=size, seed=seed)
+    order = np.random.default_rng(seed).permutation(len(labels))
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{name}-{i:05d}-of-{shards:05d}.tfrecord" for i in range(shards)]
+    writers = [tf.io.TFRecordWriter(str(p)) for p in paths]
+    for position, index in enumerate(order):
+        encoded = io.BytesIO()
+        Image.fromarray(images[index]).save(encoded, format="PNG")
+        example = tf.train.Example(
+            features=tf.train.Features(
+                feature={
+                    "image": tf.train.Feature(
+                        bytes_list=tf.train.BytesList(value=[encoded.getvalue()])
+                    ),
+                    "label": tf.train.Feature(
+                        int64_list=tf.train.Int64List(value=[int(labels[index])])
+                    ),
+                }
+            )
+        )
+        writers[position % shards].write(example.SerializeToString())
+    for writer in writers:
+        writer.close()
+    return paths
+
+
+def write_archive(folder: Path, path: Path, wrap: str | None = None) -> Path:
+    """``folder``'s files as a ``.zip`` or ``.tar.gz`` (by ``path``'s name).
+
+    Args:
+        folder: The class-per-folder dataset.
+        path: The archive to write.
+        wrap: A top folder to put everything in (``train/cats/...``); None for none.
+    """
+    import tarfile
+    import zipfile
+
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    names = [(f"{wrap}/" if wrap else "") + file.relative_to(folder).as_posix() for file in files]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.name.endswith(".zip"):
+        with zipfile.ZipFile(path, "w") as archive:
+            for file, name in zip(files, names, strict=True):
+                archive.write(file, name)
+    else:
+        with tarfile.open(path, "w:gz") as archive:
+            for file, name in zip(files, names, strict=True):
+                archive.add(file, name)
+    return path

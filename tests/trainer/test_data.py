@@ -154,5 +154,99 @@ def test_files_that_are_not_images_are_named(tmp_path: Path) -> None:
 
 
 def test_unsupported_dataset_format(digits_train: Path) -> None:
-    with pytest.raises(InvalidDataset, match="not supported yet"):
-        _load(digits_train, data_format="tfrecord")
+    with pytest.raises(InvalidDataset, match=r"dataset\.format 'parquet' is not supported") as info:
+        _load(digits_train, data_format="parquet")
+    assert info.value.field == "dataset.format"
+
+
+def _validation_pixels(path: Path, data_format: str) -> tuple[np.ndarray, np.ndarray]:
+    data = load_image_datasets(
+        path,
+        path,
+        image_shape=(24, 24, 3),  # resized from 32x32: the same way for every format
+        batch_size=64,
+        label_mode="int",
+        validation_split=0,
+        seed=0,
+        data_format=data_format,
+    )
+    assert data.validation is not None
+    images, labels = next(iter(data.validation))
+    return images.numpy(), labels.numpy()
+
+
+def test_folder_npz_and_tfrecord_give_the_same_pixels(tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    from tests.helpers.data import digit_images
+
+    folder = write_image_folder(tmp_path / "folder", ["0", "1"], 5, seed=3)
+    images, labels = digit_images([0, 1], 5, seed=3)
+    np.savez(tmp_path / "d.npz", x=images, y=labels)
+    with tf.io.TFRecordWriter(str(tmp_path / "d.tfrecord")) as writer:
+        for label, name in enumerate(["0", "1"]):
+            for png in sorted((folder / name).iterdir()):
+                feature = {
+                    "image": tf.train.Feature(
+                        bytes_list=tf.train.BytesList(value=[png.read_bytes()])
+                    ),
+                    "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+                }
+                example = tf.train.Example(features=tf.train.Features(feature=feature))
+                writer.write(example.SerializeToString())
+
+    from_folder = _validation_pixels(folder, "image_folder")
+    from_npz = _validation_pixels(tmp_path / "d.npz", "npz")
+    from_records = _validation_pixels(tmp_path / "d.tfrecord", "tfrecord")
+
+    for pixels, got_labels in (from_npz, from_records):
+        np.testing.assert_array_equal(pixels, from_folder[0])
+        np.testing.assert_array_equal(got_labels, from_folder[1])
+    assert from_folder[0].shape == (10, 24, 24, 3) and from_folder[0].dtype == np.float32
+
+
+def test_npz_class_names_and_one_hot_labels(tmp_path: Path) -> None:
+    from service.trainer.sources import read_npz
+
+    x = np.zeros((4, 8, 8), dtype=np.uint8)
+    y = np.eye(2, dtype=np.float32)[[0, 1, 1, 0]]
+    np.savez(tmp_path / "d.npz", x=x, y=y.astype(np.int64), class_names=np.array(["cat", "dog"]))
+
+    examples = read_npz(tmp_path / "d.npz", "dataset.train")
+
+    assert examples.class_names == ["cat", "dog"]
+    assert examples.labels.tolist() == [0, 1, 1, 0]
+    assert examples.pixels is not None and examples.pixels.shape == (4, 8, 8, 1)
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"x": np.zeros((2, 8, 8, 3))}, "no array y"),
+        ({"x": np.zeros((2, 8, 8, 3)), "y": np.array([0, 1, 1])}, "it needs 2 integer labels"),
+        ({"x": np.zeros((2, 8)), "y": np.array([0, 1])}, r"x has shape \(2, 8\)"),
+        ({"x": np.array([object(), object()]), "y": np.array([0, 1])}, "Python objects"),
+    ],
+)
+def test_malformed_npz_is_invalid(tmp_path: Path, arrays: dict[str, Any], message: str) -> None:
+    from service.trainer.sources import read_npz
+
+    np.savez(tmp_path / "d.npz", **arrays)  # object arrays are pickled by numpy here
+
+    with pytest.raises(InvalidDataset, match=message):
+        read_npz(tmp_path / "d.npz", "dataset.train")
+
+
+def test_tfrecord_without_labels_is_invalid(tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    from service.trainer.sources import scan_tfrecords
+
+    with tf.io.TFRecordWriter(str(tmp_path / "bad.tfrecord")) as writer:
+        feature = {"image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"x"]))}
+        writer.write(
+            tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+        )
+
+    with pytest.raises(InvalidDataset, match="lacks a readable image or label"):
+        scan_tfrecords(tmp_path, "dataset.train")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from service.trainer.errors import InvalidModel
-from service.trainer.loading import detect_format, load_base_model
+from service.trainer.loading import detect_format, load_base_model, open_base_model
 from tests.helpers.models import TINY_CNN_LAYERS
 
 
@@ -42,13 +42,48 @@ def test_declared_format_must_match_the_content(pretrained_h5: Path) -> None:
         load_base_model(pretrained_h5, declared_format="keras")
 
 
-def test_saved_model_folder_is_refused_until_a_later_release(tmp_path: Path) -> None:
-    folder = tmp_path / "sm"
-    folder.mkdir()
-    (folder / "saved_model.pb").write_bytes(b"\x08\x01")
+def test_serving_only_saved_model_is_refused(tmp_path: Path, pretrained_keras: Path) -> None:
+    folder = tmp_path / "export"
+    keras.saving.load_model(pretrained_keras).export(str(folder), verbose=False)
 
-    with pytest.raises(InvalidModel, match=r"later release.*\.keras or \.h5"):
+    with pytest.raises(InvalidModel, match=r"no keras_metadata.pb.*serving export"):
         load_base_model(folder)
+
+
+@pytest.mark.parametrize("name", ["keras2.h5", "keras2_saved_model"])
+def test_keras2_files_load_as_keras3_models_with_the_same_outputs(
+    name: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    import tf_keras
+
+    from tests.helpers.legacy_models import pretrain_tf_keras_cnn
+
+    path = pretrain_tf_keras_cnn(tmp_path_factory.mktemp("legacy") / name, epochs=1)
+    reference = tf_keras.models.load_model(str(path), compile=False)
+
+    loaded = open_base_model(path)
+
+    assert isinstance(loaded.model, keras.Model)
+    assert loaded.file_format == ("h5" if name.endswith(".h5") else "saved_model")
+    assert loaded.reader == ("keras" if name.endswith(".h5") else "tf_keras")
+    assert tuple(layer.name for layer in loaded.model.layers) == TINY_CNN_LAYERS
+    pixels = np.random.default_rng(0).uniform(0, 1, (4, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(
+        loaded.model.predict(pixels, verbose=0), reference.predict(pixels, verbose=0), atol=1e-6
+    )
+
+
+def test_keras2_depthwise_convolution_config_is_translated(tmp_path: Path) -> None:
+    import tf_keras
+
+    inputs = tf_keras.Input((8, 8, 3))
+    outputs = tf_keras.layers.DepthwiseConv2D(3, name="dw")(inputs)
+    with pytest.warns(UserWarning, match="legacy"):
+        tf_keras.Model(inputs, outputs).save(str(tmp_path / "dw.h5"), save_format="h5")
+
+    model = load_base_model(tmp_path / "dw.h5")
+
+    assert isinstance(model.get_layer("dw"), keras.layers.DepthwiseConv2D)
 
 
 @pytest.mark.parametrize("content", [b"", b"not a model at all", b"PK\x03\x04broken zip"])

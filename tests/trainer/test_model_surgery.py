@@ -130,5 +130,14 @@ def test_image_size_must_fit_a_fixed_input() -> None:
 
 
 def test_unknown_preprocessing_is_incompatible(pretrained_keras: Path) -> None:
-    with pytest.raises(Incompatible, match="preprocessing 'mobilenet_v2' is not supported"):
-        _build(load_base_model(pretrained_keras), HeadSettings(), preprocessing="mobilenet_v2")
+    with pytest.raises(Incompatible, match="preprocessing 'mobilenet_v9' is not supported") as info:
+        _build(load_base_model(pretrained_keras), HeadSettings(), preprocessing="mobilenet_v9")
+    assert info.value.field == "dataset.preprocessing"
+
+
+def test_family_preprocessing_is_built_in(pretrained_keras: Path) -> None:
+    built = _build(load_base_model(pretrained_keras), HeadSettings(), preprocessing="mobilenet_v2")
+
+    layer = built.model.get_layer("preprocess")
+    assert isinstance(layer, keras.layers.Rescaling)
+    assert (layer.scale, layer.offset) == (1 / 127.5, -1.0)

@@ -1,0 +1,228 @@
+"""Checking a model file's stored configuration BEFORE anything loads it.
+
+A model file from a client is untrusted input. Keras 3 refuses Lambda layers and foreign classes
+in safe mode, but tf_keras has no safe mode at all: loading a Keras 2 ``.h5`` or SavedModel
+with a Lambda layer runs the Lambda's Python code (FACTS.md). So every model's configuration is
+read here as plain data (JSON from the ``.keras`` zip, the ``.h5`` ``model_config`` attribute,
+the SavedModel's ``keras_metadata.pb``) and refused where it names:
+
+- a ``Lambda`` layer (or tf_keras's ``TFOpLambda``/``SlicingOpLambda``, which call TensorFlow
+  functions chosen by name) or a serialized Python lambda (``__lambda__``);
+- a ``module`` outside Keras (``{"module": "os", "class_name": "system"}``);
+- a custom registered class (``registered_name`` ``"package>Name"``);
+- an activation that is not a plain Keras name (``"os.system"``).
+
+No TensorFlow or Keras here: this module only reads files (``h5py`` for ``.h5``), so the worker
+and the dry run can use it too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from service.trainer.errors import InvalidModel
+
+#: Layer classes whose configuration carries code (Python bytecode, or a function by name).
+CODE_LAYERS = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda", "__lambda__"})
+#: Modules a configuration may name: Keras's own.
+KERAS_MODULES = re.compile(r"^(keras|tf_keras)(\.[A-Za-z0-9_]+)*$")
+PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Largest configuration read (bytes); a real model's is a few MB at most.
+MAX_CONFIG_BYTES = 64 * 1024 * 1024
+FIELD = "base_model.uri"
+
+
+def check_model_file(path: str | os.PathLike[str], file_format: str) -> None:
+    """Refuses a model whose stored configuration could run code on load.
+
+    Args:
+        path: The local ``.keras``/``.h5`` file or SavedModel folder.
+        file_format: ``keras``, ``h5`` or ``saved_model`` (see loading.detect_format).
+
+    Raises:
+        InvalidModel: The configuration cannot be read, or names a Lambda layer, a module
+            outside Keras, a custom class or an activation that is not a Keras name.
+    """
+    path = Path(path)
+    if file_format == "keras":
+        configs = [_keras_zip_config(path)]
+    elif file_format == "h5":
+        configs = [_h5_config(path)]
+    elif file_format == "saved_model":
+        configs = list(_saved_model_configs(path))
+    else:
+        raise ValueError(f"Unknown model format. Received: file_format={file_format!r}")
+    for config in configs:
+        problem = find_unsafe(config)
+        if problem is not None:
+            raise InvalidModel(
+                f"{FIELD}: the model contains {problem}, which the service refuses: a model "
+                "file must not be able to run code. Replace it with built-in Keras layers and "
+                "save the model again; nothing from the file was run."
+            )
+
+
+def find_unsafe(config: Any) -> str | None:
+    """A description of the first unsafe entry of a model configuration, or None."""
+    for key, node in _walk(config, None):
+        if isinstance(node, dict):
+            class_name = node.get("class_name")
+            if isinstance(class_name, str) and class_name in CODE_LAYERS:
+                name = node.get("name") or (node.get("config") or {}).get("name")
+                shown = f" ({name!r})" if isinstance(name, str) else ""
+                return f"a {class_name} layer{shown}"
+            module = node.get("module")
+            if module is not None and (
+                not isinstance(module, str) or not KERAS_MODULES.match(module)
+            ):
+                return f"a reference to the module {module!r} (outside Keras)"
+            registered = node.get("registered_name")
+            if isinstance(registered, str) and ">" in registered:
+                return f"the custom class {registered!r}"
+            if "function_type" in node and "function" in node:
+                return "a serialized Python function"
+        elif (
+            isinstance(node, str)
+            and isinstance(key, str)
+            and (key == "activation" or key.endswith("_activation"))
+            and not PLAIN_NAME.match(node)
+        ):
+            return f"the activation {node!r} (not a Keras activation name)"
+    return None
+
+
+def _walk(node: Any, key: str | None) -> Iterator[tuple[str | None, Any]]:
+    stack: list[tuple[str | None, Any]] = [(key, node)]
+    while stack:
+        key, node = stack.pop()
+        yield key, node
+        if isinstance(node, dict):
+            stack.extend((str(k), v) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((key, v) for v in node)
+
+
+def _json(text: str | bytes, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidModel(
+            f"{FIELD}: {where} is not valid JSON, so the model was not opened."
+        ) from exc
+
+
+def _keras_zip_config(path: Path) -> Any:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo("config.json")
+            if info.file_size > MAX_CONFIG_BYTES:
+                raise InvalidModel(f"{FIELD}: the model's config.json is implausibly large.")
+            return _json(archive.read(info), "the .keras file's config.json")
+    except KeyError as exc:
+        raise InvalidModel(
+            f"{FIELD}: {path.name!r} is a zip archive without config.json, so not a .keras model. "
+            "Save the model with model.save('model.keras')."
+        ) from exc
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InvalidModel(
+            f"{FIELD}: {path.name!r} is not a readable .keras file (a damaged zip archive). "
+            "Save the model again with model.save('model.keras')."
+        ) from exc
+
+
+def _h5_config(path: Path) -> Any:
+    import h5py  # not TensorFlow; only needed for .h5 files
+
+    try:
+        with h5py.File(path, "r") as handle:
+            raw = handle.attrs.get("model_config")
+    except OSError as exc:
+        raise InvalidModel(
+            f"{FIELD}: {path.name!r} is not a readable HDF5 file. Save the model again with "
+            "model.save('model.h5') or, better, model.save('model.keras')."
+        ) from exc
+    if raw is None:
+        raise InvalidModel(
+            f"{FIELD}: {path.name!r} holds weights only (no model_config), so the service cannot "
+            "rebuild the model from it. Save the whole model with model.save(), not save_weights()."
+        )
+    if isinstance(raw, bytes | bytearray):
+        raw = bytes(raw).decode("utf-8", errors="replace")
+    return _json(str(raw), "the .h5 file's model_config")
+
+
+def _saved_model_configs(path: Path) -> Iterator[Any]:
+    metadata = path / "keras_metadata.pb"
+    if not metadata.is_file():
+        raise InvalidModel(
+            f"{FIELD}: the SavedModel folder has no keras_metadata.pb, so it is a serving export "
+            "rather than a Keras model, and cannot be fine-tuned. Submit the model as saved by "
+            "Keras: model.save('model.keras') (Keras 3) or model.save('folder/') (Keras 2)."
+        )
+    data = metadata.read_bytes()
+    if len(data) > MAX_CONFIG_BYTES:
+        raise InvalidModel(f"{FIELD}: the SavedModel's keras_metadata.pb is implausibly large.")
+    try:
+        nodes = list(_metadata_strings(data))
+    except ValueError as exc:
+        raise InvalidModel(
+            f"{FIELD}: the SavedModel's keras_metadata.pb is damaged ({exc}); save the model again."
+        ) from exc
+    if not nodes:
+        raise InvalidModel(f"{FIELD}: the SavedModel's keras_metadata.pb describes no layers.")
+    for text in nodes:
+        yield _json(text, "a layer description in keras_metadata.pb")
+
+
+# keras_metadata.pb is a SavedMetadata protocol buffer: field 1 repeats SavedObject messages,
+# whose field 5 is the layer's metadata as a JSON string. Reading the wire format by hand keeps
+# TensorFlow (and its protobuf classes) out of this module.
+def _metadata_strings(data: bytes) -> Iterator[str]:
+    for field, value in _fields(data):
+        if field == 1 and isinstance(value, bytes):
+            for inner_field, inner in _fields(value):
+                if inner_field == 5 and isinstance(inner, bytes):
+                    yield inner.decode("utf-8")
+
+
+def _fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
+    pos = 0
+    while pos < len(data):
+        tag, pos = _varint(data, pos)
+        field, wire = tag >> 3, tag & 7
+        if wire == 0:
+            value, pos = _varint(data, pos)
+            yield field, value
+        elif wire == 2:
+            length, pos = _varint(data, pos)
+            if pos + length > len(data):
+                raise ValueError("a field runs past the end")
+            yield field, data[pos : pos + length]
+            pos += length
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        else:
+            raise ValueError(f"unexpected wire type {wire}")
+        if pos > len(data):
+            raise ValueError("a field runs past the end")
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7

@@ -1,0 +1,139 @@
+"""Model files written by Keras 2 (tf_keras), and model files that try to run code on load.
+
+tf_keras is the real Keras 2 (``tf_keras==2.21.0``); the files it writes are what users bring
+from older pipelines. Imported only by tests that need it (it loads TensorFlow).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tests.helpers.data import digit_images
+
+
+def pretrain_tf_keras_cnn(
+    path: Path,
+    digits: Sequence[int] = (5, 6, 7, 8, 9),
+    per_class: int = 40,
+    epochs: int = 3,
+    seed: int = 0,
+) -> Path:
+    """The tiny CNN of tests.helpers.models, built and trained by tf_keras, saved at ``path``.
+
+    A path ending in '.h5' is written as HDF5; any other path as a Keras 2 SavedModel folder.
+    """
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(seed)
+    inputs = tf_keras.Input(shape=(32, 32, 3), name="input")
+    x = inputs
+    for block, filters in enumerate((8, 16, 32), start=1):
+        x = tf_keras.layers.Conv2D(filters, 3, padding="same", name=f"conv{block}")(x)
+        x = tf_keras.layers.BatchNormalization(momentum=0.9, name=f"bn{block}")(x)
+        x = tf_keras.layers.ReLU(name=f"relu{block}")(x)
+        if block < 3:
+            x = tf_keras.layers.MaxPooling2D(name=f"pool{block}")(x)
+    x = tf_keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = tf_keras.layers.Dense(len(digits), activation="softmax", name="predictions")(x)
+    model = tf_keras.Model(inputs, outputs, name="keras2_tiny_cnn")
+    images, labels = digit_images(digits, per_class, size=32, seed=seed + 1000)
+    model.compile(optimizer=tf_keras.optimizers.Adam(1e-2), loss="categorical_crossentropy")
+    model.fit(
+        images.astype(np.float32) / 255.0,
+        tf_keras.utils.to_categorical(labels, len(digits)),
+        batch_size=32,
+        epochs=epochs,
+        verbose=0,
+    )
+    _save_tf_keras(model, path)
+    return path
+
+
+def _save_tf_keras(model: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if path.suffix == ".h5":
+            model.save(str(path), save_format="h5")
+        else:
+            model.save(str(path), save_format="tf")
+
+
+def touching_lambda(marker: Path) -> Any:
+    """A lambda that creates ``marker`` when it runs, its path a constant in its own code."""
+    return eval(f"lambda x: (__import__('pathlib').Path({str(marker)!r}).touch(), x)[1]")
+
+
+def keras3_lambda_model(path: Path, marker: Path) -> Path:
+    """A Keras 3 ``.keras`` or ``.h5`` model with a Lambda layer whose code creates ``marker``."""
+    import keras
+
+    inputs = keras.Input((32, 32, 3), name="input")
+    x = keras.layers.Lambda(touching_lambda(marker), name="payload")(inputs)
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(x))
+    keras.Model(inputs, outputs).save(path)
+    marker.unlink(missing_ok=True)  # building the model ran the lambda once, here, on purpose
+    return path
+
+
+def tf_keras_lambda_model(path: Path, marker: Path) -> Path:
+    """A tf_keras ``.h5`` or SavedModel folder with a Lambda whose code creates ``marker``."""
+    import tf_keras
+
+    inputs = tf_keras.Input((32, 32, 3), name="input")
+    x = tf_keras.layers.Lambda(touching_lambda(marker), name="payload")(inputs)
+    outputs = tf_keras.layers.Dense(2, activation="softmax")(tf_keras.layers.Flatten()(x))
+    _save_tf_keras(tf_keras.Model(inputs, outputs), path)
+    marker.unlink(missing_ok=True)
+    return path
+
+
+def keras_with_foreign_module(source: Path, path: Path, how: str) -> Path:
+    """A copy of a ``.keras`` file whose config names ``os.system``.
+
+    Args:
+        source: A sound ``.keras`` file.
+        path: Where to write the crafted copy.
+        how: ``module``: the first Dense-like layer's activation becomes
+            ``{"module": "os", "class_name": "system", ...}``; ``activation``: it becomes the
+            string ``"os.system"``.
+    """
+    with zipfile.ZipFile(source) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(members["config.json"])
+    for layer in config["config"]["layers"]:
+        if "activation" in layer["config"]:
+            layer["config"]["activation"] = (
+                {"module": "os", "class_name": "system", "config": "touch", "registered_name": None}
+                if how == "module"
+                else "os.system"
+            )
+            break
+    else:  # pragma: no cover - the helper's own misuse
+        raise ValueError("no layer with an activation")
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def copy_tree(source: Path, dest: Path) -> Path:
+    """A copy of a file or folder."""
+    if source.is_dir():
+        shutil.copytree(source, dest)
+    else:
+        shutil.copyfile(source, dest)
+    return dest
+
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
