@@ -250,7 +250,14 @@ class ClassWeightField(fields.Field[Any]):
                 {"type": "string", "enum": ["balanced"]},
                 {
                     "type": "object",
-                    "additionalProperties": {"type": "number", "exclusiveMinimum": 0},
+                    "minProperties": 1,
+                    "maxProperties": 100_000,
+                    "additionalProperties": {
+                        "type": "number",
+                        "minimum": 0,
+                        "exclusiveMinimum": True,
+                        "maximum": 1_000_000,
+                    },
                 },
             ],
             **kwargs["metadata"],
