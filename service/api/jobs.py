@@ -43,6 +43,7 @@ SPEC_EXAMPLE = {
 }
 STORAGE_FIELDS = (
     ("base_model", "uri"),
+    ("base_model", "weights_uri"),
     ("dataset", "train"),
     ("dataset", "validation"),
     ("output", "uri"),
