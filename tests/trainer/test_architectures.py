@@ -141,3 +141,12 @@ def test_a_whole_saved_model_h5_is_not_a_weights_file(tmp_path: Path) -> None:
 
     with pytest.raises(InvalidModel, match="holds no Keras weights"):
         open_architecture(ArchitectureSettings("MobileNetV2", {"alpha": 0.35}), path, SIZE)
+
+
+def test_every_allowed_architecture_is_a_keras_applications_constructor() -> None:
+    import keras
+
+    from schemas.architectures import ARCHITECTURES
+
+    missing = [name for name in ARCHITECTURES if not hasattr(keras.applications, name)]
+    assert missing == []
