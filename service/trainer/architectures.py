@@ -38,6 +38,8 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 FIELD = "base_model.weights_uri"
 #: Names Keras gives the classifier top's layers, to say so when a file has the top.
 TOP_LAYER_NAMES = ("predictions", "Logits", "fc1000", "probs")
+#: keras.applications.efficientnet's IMAGENET_STDDEV_RGB.
+IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,9 @@ class LoadedArchitecture:
         layout: ``legacy`` (Keras-published ``.h5``) or ``keras3`` (``.weights.h5``).
         layers_loaded: Layers that received weights from the file.
         weights_loaded: Weight tensors assigned from the file.
-        weights_digest: sha256 over the loaded weights (model order, float32 bytes); the same
-            digest of a freshly written file's arrays shows the file was really used.
+        weights_digest: sha256 over the loaded weights (model order, float32 bytes), as read from
+            the file (before the EfficientNet fix-up); the same digest of a freshly written
+            file's arrays shows the file was really used.
     """
 
     model: keras.Model
@@ -171,15 +174,36 @@ def open_architecture(
         layers, weights = _load_legacy(model, path, what)
     else:
         layers, weights = _load_keras3(model, path, what)
+    digest = weights_digest([w.numpy() for w in model.weights])
+    if ARCHITECTURES[settings.name].family == "efficientnet":
+        _as_keras_builds_for_imagenet(model)
     return LoadedArchitecture(
         model,
         layout,
         layers,
         weights,
-        weights_digest([w.numpy() for w in model.weights]),
+        digest,
         file_sha256=_sha256(path),
         written_by=_written_by(path),
     )
+
+
+def _as_keras_builds_for_imagenet(model: keras.Model) -> None:
+    """EfficientNetB0-B7 as ``weights="imagenet"`` builds them, with ``weights=None``.
+
+    For ImageNet weights Keras adds ``Rescaling(1/sqrt(stddev))`` after the stem's
+    Normalization layer (its ImageNet variance is the original's std; see the note in
+    keras.applications.efficientnet); ``weights=None`` leaves it out. The same factor is folded
+    into the Normalization layer's variance here (``(x - mean) / sqrt(var * stddev)``), so the
+    model computes what Keras's ImageNet model computes, without a new layer.
+    """
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Normalization):
+            variance = np.asarray(layer.adapt_variance.numpy(), dtype=np.float32)
+            stddev = np.asarray(IMAGENET_STDDEV_RGB, dtype=np.float32).reshape(variance.shape)
+            layer.adapt_variance.assign(variance * stddev)
+            layer.finalize_state()
+            return
 
 
 def _sha256(path: Path) -> str:

@@ -150,3 +150,37 @@ def test_every_allowed_architecture_is_a_keras_applications_constructor() -> Non
 
     missing = [name for name in ARCHITECTURES if not hasattr(keras.applications, name)]
     assert missing == []
+
+
+@pytest.mark.filterwarnings("ignore:`input_shape` is undefined:UserWarning")
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [("MobileNetV2", {"alpha": 0.35}), ("EfficientNetB0", {})],
+)
+def test_same_model_as_keras_own_imagenet_loading(
+    name: str, options: dict[str, float], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keras's own ``weights="imagenet"`` path, given the file we wrote, computes the same.
+
+    The one stand-in: Keras's download (``file_utils.get_file``) returns the local file, as
+    there is no internet here. This checks the published layout written by the test helper is
+    what Keras's ImageNet loader reads, and that the service's model (built with
+    ``weights=None``, e.g. EfficientNet without its ImageNet-only rescaling) matches Keras's.
+    """
+    import keras
+    from keras.src.utils import file_utils
+
+    source = build(name, **options)
+    perturb(source, seed=5)
+    path = write_published_h5(source, tmp_path / f"{name}_no_top.h5")
+    monkeypatch.setattr(file_utils, "get_file", lambda *args, **kwargs: str(path))
+    reference = getattr(keras.applications, name)(
+        weights="imagenet", include_top=False, input_shape=(32, 32, 3), **options
+    )
+
+    ours = open_architecture(ArchitectureSettings(name, dict(options)), path, SIZE).model
+
+    pixels = np.random.default_rng(0).uniform(-1, 1, size=(2, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(
+        ours.predict(pixels, verbose=0), reference.predict(pixels, verbose=0), rtol=1e-4, atol=1e-4
+    )
