@@ -8,6 +8,7 @@ load that did nothing would show.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -154,11 +155,15 @@ def test_every_allowed_architecture_is_a_keras_applications_constructor() -> Non
 
 @pytest.mark.filterwarnings("ignore:`input_shape` is undefined:UserWarning")
 @pytest.mark.parametrize(
-    ("name", "options"),
-    [("MobileNetV2", {"alpha": 0.35}), ("EfficientNetB0", {})],
+    ("name", "options", "early"),
+    [("MobileNetV2", {"alpha": 0.35}, "Conv1"), ("EfficientNetB0", {}, "stem_conv")],
 )
 def test_same_model_as_keras_own_imagenet_loading(
-    name: str, options: dict[str, float], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    name: str,
+    options: dict[str, float],
+    early: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Keras's own ``weights="imagenet"`` path, given the file we wrote, computes the same.
 
@@ -180,7 +185,16 @@ def test_same_model_as_keras_own_imagenet_loading(
 
     ours = open_architecture(ArchitectureSettings(name, dict(options)), path, SIZE).model
 
-    pixels = np.random.default_rng(0).uniform(-1, 1, size=(2, 32, 32, 3)).astype(np.float32)
-    np.testing.assert_allclose(
-        ours.predict(pixels, verbose=0), reference.predict(pixels, verbose=0), rtol=1e-4, atol=1e-4
-    )
+    pixels = np.random.default_rng(0).uniform(0, 255, size=(2, 32, 32, 3)).astype(np.float32)
+    # An early layer too: in a deep net of random weights the input's effect on the last
+    # layer can vanish, and the check would see nothing.
+    for a, b in ((ours, reference), (_upto(ours, early), _upto(reference, early))):
+        want = b.predict(pixels, verbose=0)
+        assert float(np.std(want)) > 1e-3
+        np.testing.assert_allclose(a.predict(pixels, verbose=0), want, rtol=1e-4, atol=1e-4)
+
+
+def _upto(model: Any, layer: str) -> Any:
+    import keras
+
+    return keras.Model(model.inputs, model.get_layer(layer).output)
