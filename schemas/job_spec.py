@@ -94,6 +94,11 @@ class BaseModelSchema(Schema):
                         "Only with base_model.architecture.", field_name=name
                     )
             return
+        if data.get("format", "auto") != "auto":
+            raise ValidationError(
+                "Only with base_model.uri; the weights file's layout is detected.",
+                field_name="format",
+            )
         if data.get("weights_uri") is None:
             raise ValidationError(
                 f"Required with architecture: the {architecture} weights file (.h5 as Keras "

@@ -54,8 +54,21 @@ def test_api_md_form_is_accepted_and_queued(client: FlaskClient) -> None:
             "weights_uri",
             "",
         ),
+        (
+            {"architecture": "MobileNetV2", "weights_uri": WEIGHTS, "format": "h5"},
+            "format",
+            "Only with base_model.uri",
+        ),
     ],
-    ids=["unknown", "no-weights", "both", "neither", "weights-without-arch", "bad-scheme"],
+    ids=[
+        "unknown",
+        "no-weights",
+        "both",
+        "neither",
+        "weights-without-arch",
+        "bad-scheme",
+        "format-with-arch",
+    ],
 )
 def test_bad_base_model_is_422_naming_the_field(
     client: FlaskClient, base: dict[str, Any], field: str, words: str
