@@ -20,10 +20,30 @@ class LayerSchema(Schema):
     trainable_in_file = fields.Boolean(required=True)
 
 
+class ArchitectureReportSchema(Schema):
+    """A named architecture built and loaded from its weights file."""
+
+    name = fields.String(required=True)
+    options = fields.Dict(keys=fields.String())
+    built = fields.String(metadata={"description": "The constructor call, with its options."})
+    weights_layout = fields.String(
+        metadata={"enum": ["legacy", "keras3"], "description": "Published .h5 or .weights.h5."}
+    )
+    weights_sha256 = fields.String(metadata={"description": "Of the weights file."})
+    layers_loaded = fields.Integer(metadata={"description": "Layers given weights."})
+    weights_loaded = fields.Integer(metadata={"description": "Weight tensors assigned."})
+    loaded_weights_digest = fields.String(
+        metadata={"description": "sha256 over the loaded weight arrays (float32, model order)."}
+    )
+
+
 class ModelReportSchema(Schema):
     """The base model as the service opened it."""
 
-    format = fields.String(required=True, metadata={"enum": ["keras", "h5", "saved_model"]})
+    format = fields.String(
+        required=True,
+        metadata={"enum": ["keras", "h5", "saved_model", "weights_legacy", "weights_keras3"]},
+    )
     written_by = fields.String(metadata={"description": "Keras version stored in the file."})
     reader = fields.String(metadata={"description": "keras, or tf_keras for Keras 2 files."})
     input_shape = fields.List(fields.Integer(allow_none=True), allow_none=True)
@@ -32,6 +52,9 @@ class ModelReportSchema(Schema):
     layers = fields.List(fields.Nested(LayerSchema), required=True)
     params = fields.Integer()
     keras = fields.String()
+    architecture = fields.Nested(
+        ArchitectureReportSchema, metadata={"description": "Only for base_model.architecture."}
+    )
 
 
 class DataReportSchema(Schema):

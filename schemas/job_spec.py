@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
+from schemas.architectures import ARCHITECTURE_NAMES, ARCHITECTURES, option_error
 from schemas.fields import (
     ClassWeightField,
     FreezeField,
@@ -38,19 +39,92 @@ def _defaults(schema: type[Schema]) -> Any:
 
 
 class BaseModelSchema(Schema):
-    """The pretrained model to start from."""
+    """The pretrained model to start from: a model file (``uri``), or a named architecture
+    with its weights file (``architecture`` + ``weights_uri``)."""
 
     uri = StorageURIField(
-        required=True,
+        load_default=None,
         metadata={
-            "description": "A .keras file, a .h5 file, or a SavedModel folder (ending in '/')."
+            "description": "A .keras file, a .h5 file, or a SavedModel folder (ending in '/'). "
+            "Give either uri or architecture."
         },
     )
     format = fields.String(
         load_default="auto",
         validate=validate.OneOf(["auto", "keras", "h5", "saved_model"]),
-        metadata={"description": "Default auto: detected by name and content."},
+        metadata={"description": "Of uri. Default auto: detected by name and content."},
     )
+    architecture = fields.String(
+        load_default=None,
+        validate=validate.OneOf(ARCHITECTURE_NAMES),
+        metadata={
+            "description": "Instead of uri: a keras.applications architecture by name "
+            "(MobileNetV2, ResNet50, EfficientNetB0, ...), built without weights and loaded "
+            "from weights_uri. The service never downloads weights from the internet."
+        },
+    )
+    weights_uri = StorageURIField(
+        load_default=None,
+        metadata={
+            "description": "Required with architecture: its weights file, an HDF5 .h5 as Keras "
+            "publishes it (e.g. mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top"
+            ".h5) or a .weights.h5 written by model.save_weights."
+        },
+    )
+    options = fields.Dict(
+        keys=fields.String(),
+        load_default=dict,
+        metadata={
+            "description": "With architecture: keyword arguments of its constructor, from an "
+            "allow-list: include_top (every architecture; default false: the weights file "
+            "is the no-top one; true: the file holds the 1000-class ImageNet top), alpha "
+            "(MobileNet, MobileNetV2, MobileNetV3*), depth_multiplier (MobileNet), "
+            "minimalistic (MobileNetV3*). Default {}."
+        },
+    )
+
+    @validates_schema
+    def _one_source(self, data: dict[str, Any], **kwargs: Any) -> None:
+        architecture = data.get("architecture")
+        if data.get("uri") is None and architecture is None:
+            raise ValidationError(
+                "Give base_model.uri (a model file) or base_model.architecture with "
+                "base_model.weights_uri.",
+                field_name="uri",
+            )
+        if data.get("uri") is not None and architecture is not None:
+            raise ValidationError(
+                "Give either uri or architecture (+ weights_uri), not both.",
+                field_name="architecture",
+            )
+        if architecture is None:
+            for name in ("weights_uri", "options"):
+                if data.get(name):
+                    raise ValidationError("Only with base_model.architecture.", field_name=name)
+            return
+        if data.get("format", "auto") != "auto":
+            raise ValidationError(
+                "Only with base_model.uri; the weights file's layout is detected.",
+                field_name="format",
+            )
+        if data.get("weights_uri") is None:
+            raise ValidationError(
+                f"Required with architecture: the {architecture} weights file (.h5 as Keras "
+                "publishes it, or a .weights.h5).",
+                field_name="weights_uri",
+            )
+        allowed = ("include_top", *ARCHITECTURES[architecture].options)
+        problems: dict[str, list[str]] = {}
+        for name, value in (data.get("options") or {}).items():
+            if name not in allowed:
+                problems[name] = [
+                    f"Not an option the service passes to {architecture}; allowed: "
+                    f"{', '.join(allowed)}."
+                ]
+            elif (problem := option_error(name, value)) is not None:
+                problems[name] = [problem]
+        if problems:
+            raise ValidationError(problems, field_name="options")
 
 
 class DatasetSchema(Schema):
@@ -96,12 +170,13 @@ class DatasetSchema(Schema):
         metadata={"description": "[height, width]; default null: the model's own input size."},
     )
     preprocessing = fields.String(
-        load_default="none",
-        validate=validate.OneOf(PREPROCESSING_NAMES),
+        load_default="auto",
+        validate=validate.OneOf(("auto", *PREPROCESSING_NAMES)),
         metadata={
             "description": "What the base model expects of its pixels, built into the exported "
-            "model (which always takes raw 0-255 float32 pixels): none (raw 0-255, the default), "
-            "rescale (to 0-1), or a Keras applications family (mobilenet_v2, resnet50, "
+            "model (which always takes raw 0-255 float32 pixels): auto (the default: the "
+            "architecture's own family with base_model.architecture, else none), none (raw "
+            "0-255), rescale (to 0-1), or a Keras applications family (mobilenet_v2, resnet50, "
             "efficientnet, ...) meaning that family's preprocess_input."
         },
     )

@@ -27,7 +27,13 @@ log = logging.getLogger(__name__)
 
 #: Spec field a staging failure of each error code belongs to, where its message names none.
 _STAGING_FIELDS = {"invalid_model": "base_model.uri", "invalid_dataset": "dataset.train"}
-_FIELD_PREFIXES = ("base_model.uri", "dataset.train", "dataset.validation", "dataset.format")
+_FIELD_PREFIXES = (
+    "base_model.uri",
+    "base_model.weights_uri",
+    "dataset.train",
+    "dataset.validation",
+    "dataset.format",
+)
 
 
 @dataclass
@@ -144,6 +150,8 @@ def _inspect_in_child(request: TrainingRequest, deadline: float) -> dict[str, An
 def _field_of(failure: JobFailure) -> str:
     if "the base model" in failure.message:
         return "base_model.uri"
+    if "the weights file" in failure.message:
+        return "base_model.weights_uri"
     for prefix in _FIELD_PREFIXES:
         if failure.message.startswith(prefix):
             return prefix

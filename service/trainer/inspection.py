@@ -15,6 +15,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from service.trainer.architectures import open_planned_base
 from service.trainer.compiling import check_loss_and_metrics
 from service.trainer.data import (
     check_classes,
@@ -26,7 +27,7 @@ from service.trainer.data import (
 from service.trainer.errors import TrainerError
 from service.trainer.fitting import early_stopping
 from service.trainer.freezing import Freezer
-from service.trainer.loading import LoadedModel, open_base_model
+from service.trainer.loading import LoadedModel
 from service.trainer.model_surgery import BuiltModel, build_model, resolve_image_shape
 from service.trainer.plan import TrainingPlan
 from service.trainer.precision import resolve_policy
@@ -75,7 +76,7 @@ def inspect(request: TrainingRequest, sampled: bool = True) -> dict[str, Any]:
     found.report.update(precision=policy, preprocessing=plan.data.preprocessing)
 
     loaded: LoadedModel | None = found.check(
-        lambda: open_base_model(request.base_model_path, plan.base_model_format)
+        lambda: open_planned_base(plan, request.base_model_path)
     )
     train = found.check(lambda: _examples(request.train_path, request.train_format, "train"))
     validation = None
@@ -258,4 +259,5 @@ def _describe_model(loaded: LoadedModel) -> dict[str, Any]:
         ],
         "params": int(model.count_params()),
         "keras": keras.__version__,
+        **({"architecture": loaded.architecture} if loaded.architecture else {}),
     }

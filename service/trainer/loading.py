@@ -46,12 +46,16 @@ class LoadedModel:
         file_format: ``keras``, ``h5`` or ``saved_model``.
         written_by: The Keras version that wrote the file where it says (``"2.21.0"``), else "".
         reader: What read it: ``keras`` or ``tf_keras`` (+ Keras 3 for the conversion).
+        architecture: For a named architecture (service.trainer.architectures): its name,
+            options, the weights file's layout and sha256, layers and weights loaded, and a
+            digest of the loaded weights; None for a model file.
     """
 
     model: keras.Model
     file_format: str
     written_by: str = ""
     reader: str = "keras"
+    architecture: dict[str, Any] | None = None
 
 
 def detect_format(path: str | os.PathLike[str], declared: str = "auto") -> str:

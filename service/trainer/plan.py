@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from schemas.architectures import ARCHITECTURES
 from service.trainer.errors import Incompatible, InvalidDataset
 
 FreezeKind = Literal["none", "base", "first_n", "until", "pattern"]
@@ -81,6 +82,29 @@ class HeadSettings:
     hidden_units: tuple[int, ...] = ()
     dropout: float = 0.0
     num_classes: int | None = None
+
+
+@dataclass(frozen=True)
+class ArchitectureSettings:
+    """A named architecture (spec ``base_model.architecture`` and ``options``)."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def include_top(self) -> bool:
+        """Whether the weights file holds the classifier top (option ``include_top``)."""
+        return bool(self.options.get("include_top", False))
+
+    def describe(self) -> str:
+        """The constructor call as a user reads it: ``MobileNetV2(alpha=0.35, include_top=False)``.
+
+        Only the spec's options are shown; ``weights`` is always None.
+        """
+        shown = {k: v for k, v in self.options.items() if k != "include_top"}
+        args = [f"{k}={v!r}" for k, v in sorted(shown.items())]
+        args.append(f"include_top={self.include_top}")
+        return f"{self.name}({', '.join(args)})"
 
 
 @dataclass(frozen=True)
@@ -161,6 +185,8 @@ class TrainingPlan:
 
     Attributes:
         base_model_format: ``auto``, ``keras``, ``h5`` or ``saved_model``.
+        architecture: A named architecture (``base_model.architecture``), or None for a model
+            file.
         data: Dataset settings.
         head: The new head, or None to keep the model's own output.
         training: Optimizer, loss, metrics, batch size, early stopping, seed.
@@ -168,6 +194,7 @@ class TrainingPlan:
     """
 
     base_model_format: str
+    architecture: ArchitectureSettings | None
     data: DataSettings
     head: HeadSettings | None
     training: TrainingSettings
@@ -187,16 +214,24 @@ class TrainingPlan:
             InvalidDataset: The image size is malformed.
         """
         base = spec.get("base_model") or {}
+        architecture = None
+        if base.get("architecture"):
+            architecture = ArchitectureSettings(
+                name=str(base["architecture"]), options=dict(base.get("options") or {})
+            )
         return cls(
             base_model_format=str(base.get("format") or "auto"),
-            data=_data_settings(spec.get("dataset") or {}),
+            architecture=architecture,
+            data=_data_settings(spec.get("dataset") or {}, architecture),
             head=_head_settings(spec.get("head")),
             training=_training_settings(spec.get("training") or {}),
             phases=_phases(spec),
         )
 
 
-def _data_settings(raw: dict[str, Any]) -> DataSettings:
+def _data_settings(
+    raw: dict[str, Any], architecture: ArchitectureSettings | None = None
+) -> DataSettings:
     size = raw.get("image_size")
     image_size: tuple[int, int] | None = None
     if size is not None:
@@ -210,8 +245,18 @@ def _data_settings(raw: dict[str, Any]) -> DataSettings:
         format=str(raw.get("format") or "auto"),
         image_size=image_size,
         validation_split=0.2 if split is None else float(split),
-        preprocessing=str(raw.get("preprocessing") or "none"),
+        preprocessing=resolve_preprocessing(str(raw.get("preprocessing") or "auto"), architecture),
     )
+
+
+def resolve_preprocessing(kind: str, architecture: ArchitectureSettings | None) -> str:
+    """``dataset.preprocessing`` with ``auto`` resolved: the architecture's family, else none."""
+    if kind != "auto":
+        return kind
+    if architecture is None:
+        return "none"
+    known = ARCHITECTURES.get(architecture.name)
+    return known.family if known is not None else "none"
 
 
 def _head_settings(raw: dict[str, Any] | None) -> HeadSettings | None:

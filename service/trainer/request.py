@@ -73,7 +73,7 @@ class TrainingOutcome:
     timings: dict[str, float] = field(default_factory=dict)
     restored_epoch: int | None = None
     phases: list[dict[str, Any]] = field(default_factory=list)
-    base_model: dict[str, str] = field(default_factory=dict)
+    base_model: dict[str, Any] = field(default_factory=dict)
     precision: str = "float32"
 
     def to_dict(self) -> dict[str, Any]:

@@ -10,13 +10,13 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from service.trainer.architectures import open_planned_base
 from service.trainer.callbacks import tensorboard_callback
 from service.trainer.checkpointing import load_resume_state, restore_weights
 from service.trainer.compiling import check_loss_and_metrics
 from service.trainer.data import class_weights, label_mode_for_loss, load_image_datasets
 from service.trainer.export import export_model
 from service.trainer.fitting import fit_phases
-from service.trainer.loading import open_base_model
 from service.trainer.model_surgery import build_model, resolve_image_shape
 from service.trainer.plan import TrainingPlan
 from service.trainer.precision import apply_policy, resolve_policy
@@ -47,8 +47,18 @@ def train(request: TrainingRequest, report: Report) -> TrainingOutcome:
     seed = seed_everything(plan.training.seed)
     check_loss_and_metrics(plan.training.loss, plan.training.metrics)
     policy = resolve_policy(plan.training.mixed_precision)
-    loaded = open_base_model(request.base_model_path, plan.base_model_format)
+    loaded = open_planned_base(plan, request.base_model_path)
     base = loaded.model
+    if loaded.architecture is not None:
+        named = loaded.architecture
+        report(
+            _info(
+                f"Built {named['built']} and loaded {named['weights_loaded']} weight tensors "
+                f"of {named['layers_loaded']} layers from the weights file (sha256 "
+                f"{named['weights_sha256']}, {named['weights_layout']} layout).",
+                architecture=named,
+            )
+        )
     image_shape = resolve_image_shape(base, plan.data.image_size)
     label_mode = label_mode_for_loss(plan.training.loss)
     data = load_image_datasets(
@@ -156,6 +166,7 @@ def train(request: TrainingRequest, report: Report) -> TrainingOutcome:
             "format": loaded.file_format,
             "written_by": loaded.written_by,
             "reader": loaded.reader,
+            **({"architecture": loaded.architecture} if loaded.architecture else {}),
         },
         precision=policy,
     )

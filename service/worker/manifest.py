@@ -42,7 +42,8 @@ def build_manifest(
         "spec": record.spec,
         "inputs": {
             "base_model": {
-                "uri": record.spec["base_model"]["uri"],
+                "uri": record.spec["base_model"].get("uri")
+                or record.spec["base_model"].get("weights_uri"),
                 "sha256": inputs.base_model_sha256,
                 **outcome.base_model,
             },

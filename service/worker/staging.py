@@ -120,7 +120,11 @@ class Stager:
             sample_per_class: Download at most this many images per class (and one TFRecord
                 file) for the dry run; None downloads everything.
         """
-        model_path = self._stage_model(spec["base_model"]["uri"], dest / "model")
+        base = spec["base_model"]
+        if base.get("architecture"):
+            model_path = self._stage_weights(base["weights_uri"], dest / "weights")
+        else:
+            model_path = self._stage_model(base["uri"], dest / "model")
         dataset = spec["dataset"]
         declared = str(dataset.get("format") or "auto")
         train = self.stage_dataset(
@@ -147,6 +151,28 @@ class Stager:
             train_format=train.format,
             validation_format=validation.format if validation else None,
         )
+
+    def _stage_weights(self, uri: str, dest: Path) -> Path:
+        """The named architecture's weights file: one object, whose sha256 the manifest keeps."""
+        store, key = self._storage.open(uri)
+        if key.endswith("/") or key == "":
+            raise JobFailure(
+                "invalid_model",
+                f"base_model.weights_uri: {uri} is a prefix; give the weights file itself "
+                "(.h5 or .weights.h5).",
+            )
+        local = dest / PurePosixPath(key).name
+        dest.mkdir(parents=True, exist_ok=True)
+        try:
+            store.download_file(key, local)
+        except NoSuchKey as exc:
+            raise JobFailure(
+                "invalid_model",
+                f"base_model.weights_uri: no weights file at {uri}. Check the path.",
+            ) from exc
+        except StorageError as exc:
+            raise _storage_failure("the weights file", uri, exc) from exc
+        return local
 
     def _stage_model(self, uri: str, dest: Path) -> Path:
         store, key = self._storage.open(uri)

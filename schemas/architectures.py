@@ -1,0 +1,93 @@
+"""The named architectures a job may start from (``base_model.architecture``), as plain data.
+
+Each name is a ``keras.applications`` constructor. The API validates specs against this table
+without importing Keras; the trainer (service.trainer.architectures) builds from it. Per
+architecture: its ``keras.applications`` family (the module, which is also its
+``dataset.preprocessing`` name), its default input size, and the keyword arguments a spec may
+pass in ``base_model.options`` (an allow-list: ``weights``, ``input_tensor``, ``pooling``,
+``classes`` and the like are never taken from a client).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One ``keras.applications`` constructor.
+
+    Attributes:
+        name: The constructor's name (``MobileNetV2``).
+        family: Its ``keras.applications`` module, e.g. ``mobilenet_v2``; also the name of its
+            preprocessing in service.trainer.preprocessing.FAMILY_MODES.
+        default_size: The square input size it was published for, used when
+            ``dataset.image_size`` is not given.
+        options: The option names a spec may set besides ``include_top``.
+    """
+
+    name: str
+    family: str
+    default_size: int = 224
+    options: tuple[str, ...] = ()
+
+
+#: Every option: its type and range, for the schema's checks and the docs.
+OPTION_RULES: dict[str, str] = {
+    "include_top": "true or false (default false): the weights file holds the ImageNet "
+    "classifier top (1000 classes) and the model is built with it",
+    "alpha": "a number in (0, 4] (width multiplier; default 1.0)",
+    "depth_multiplier": "an integer 1 to 8 (default 1)",
+    "minimalistic": "true or false (default false)",
+}
+
+_EFFICIENTNET_SIZES = (224, 240, 260, 300, 380, 456, 528, 600)
+_EFFICIENTNET_V2_SIZES = {"B0": 224, "B1": 240, "B2": 260, "B3": 300, "S": 384, "M": 480, "L": 480}
+
+ARCHITECTURES: dict[str, Architecture] = {
+    arch.name: arch
+    for arch in (
+        Architecture("MobileNet", "mobilenet", options=("alpha", "depth_multiplier")),
+        Architecture("MobileNetV2", "mobilenet_v2", options=("alpha",)),
+        Architecture("MobileNetV3Small", "mobilenet_v3", options=("alpha", "minimalistic")),
+        Architecture("MobileNetV3Large", "mobilenet_v3", options=("alpha", "minimalistic")),
+        *(Architecture(f"ResNet{n}", "resnet50" if n == 50 else "resnet") for n in (50, 101, 152)),
+        *(Architecture(f"ResNet{n}V2", "resnet_v2") for n in (50, 101, 152)),
+        *(
+            Architecture(f"EfficientNetB{i}", "efficientnet", size)
+            for i, size in enumerate(_EFFICIENTNET_SIZES)
+        ),
+        *(
+            Architecture(f"EfficientNetV2{v}", "efficientnet_v2", size)
+            for v, size in _EFFICIENTNET_V2_SIZES.items()
+        ),
+        *(
+            Architecture(f"ConvNeXt{v}", "convnext")
+            for v in ("Tiny", "Small", "Base", "Large", "XLarge")
+        ),
+        *(Architecture(f"DenseNet{n}", "densenet") for n in (121, 169, 201)),
+        Architecture("Xception", "xception", 299),
+        Architecture("InceptionV3", "inception_v3", 299),
+        Architecture("InceptionResNetV2", "inception_resnet_v2", 299),
+        Architecture("VGG16", "vgg16"),
+        Architecture("VGG19", "vgg19"),
+        Architecture("NASNetMobile", "nasnet"),
+        Architecture("NASNetLarge", "nasnet", 331),
+    )
+}
+#: The accepted ``base_model.architecture`` values.
+ARCHITECTURE_NAMES: tuple[str, ...] = tuple(ARCHITECTURES)
+
+
+def option_error(name: str, value: object) -> str | None:
+    """Why ``value`` is not a valid value of option ``name``, or None when it is."""
+    if name in ("include_top", "minimalistic"):
+        return None if isinstance(value, bool) else "Must be true or false."
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "Must be a number."
+    if name == "alpha":
+        return None if 0 < value <= 4 else "Must be more than 0 and at most 4."
+    if name == "depth_multiplier":
+        ok = isinstance(value, int) and 1 <= value <= 8
+        return None if ok else "Must be an integer from 1 to 8."
+    return "Unknown option."
