@@ -79,7 +79,8 @@ class BaseModelSchema(Schema):
             "allow-list: include_top (every architecture; default false: the weights file "
             "is the no-top one; true: the file holds the 1000-class ImageNet top), alpha "
             "(MobileNet, MobileNetV2, MobileNetV3*), depth_multiplier (MobileNet), "
-            "minimalistic (MobileNetV3*). Default {}."
+            "minimalistic (MobileNetV3*). Default {}.",
+            "maxProperties": 8,
         },
     )
 

@@ -64,7 +64,9 @@ def _beyond_the_document(case: Any, cursors: set[str]) -> bool:
 
     A cursor is opaque (any string of its alphabet fits; one never handed out is 422);
     label keys and class-weight class names have a syntax (OpenAPI 3.0 has no propertyNames);
-    the epochs of all phases together have a maximum; and the dry run's whole point is to
+    the epochs of all phases together have a maximum; base_model takes uri or architecture
+    with weights_uri, one source and not both (fields the document lists as optional, each);
+    and the dry run's whole point is to
     refuse, with a 422, a spec whose model or data do not exist or do not fit.
     """
     if case.operation.label == "POST /v1/jobs/validate":
@@ -75,6 +77,18 @@ def _beyond_the_document(case: Any, cursors: set[str]) -> bool:
     labels = body.get("labels")
     if isinstance(labels, dict) and not all(LABEL_KEY.match(key) for key in labels):
         return True
+    base = body.get("base_model")
+    if isinstance(base, dict):
+        has_uri, has_architecture = (
+            base.get("uri") is not None,
+            base.get("architecture") is not None,
+        )
+        if has_uri == has_architecture or (has_architecture and base.get("weights_uri") is None):
+            return True
+        if has_uri and (base.get("weights_uri") is not None or base.get("options")):
+            return True
+        if has_architecture and "format" in base:
+            return True
     weights = (body.get("training") or {}).get("class_weight")
     if isinstance(weights, dict) and not all(0 < len(name) <= 256 for name in weights):
         return True
