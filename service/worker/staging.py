@@ -18,8 +18,11 @@ import fnmatch
 import hashlib
 import logging
 import re
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -103,11 +106,15 @@ class Stager:
     Args:
         storage: Opens the stores behind URIs.
         limits: Caps on what a dataset archive may unpack to.
+        outage_seconds: How long a publish waits out unreachable storage before the job fails.
     """
 
-    def __init__(self, storage: Storage, limits: ArchiveLimits | None = None) -> None:
+    def __init__(
+        self, storage: Storage, limits: ArchiveLimits | None = None, outage_seconds: float = 60.0
+    ) -> None:
         self._storage = storage
         self.limits = limits or ArchiveLimits()
+        self.outage_seconds = outage_seconds
 
     def stage_inputs(
         self, spec: dict[str, Any], dest: Path, sample_per_class: int | None = None
@@ -354,15 +361,19 @@ class Stager:
 
     # outputs -----------------------------------------------------------------------------
     def upload_outputs(self, output_uri: str, local_dir: Path, names: list[str]) -> None:
-        """Upload ``names`` (files or folders under ``local_dir``) below ``output_uri``."""
+        """Upload ``names`` (files or folders under ``local_dir``) below ``output_uri``.
+
+        A storage outage is waited out (see _through_outages) before the job fails: a short
+        outage while publishing must not throw away a finished training run.
+        """
         store, prefix = self._storage.open(output_uri)
         for name in names:
             path = local_dir / name
             try:
                 if path.is_dir():
-                    store.upload_dir(path, prefix + name + "/")
+                    self._through_outages(partial(store.upload_dir, path, prefix + name + "/"))
                 else:
-                    store.upload_file(path, prefix + name)
+                    self._through_outages(partial(store.upload_file, path, prefix + name))
             except StorageError as exc:
                 raise JobFailure(
                     "storage", f"Could not write the result to {output_uri}: {exc}."
@@ -380,9 +391,29 @@ class Stager:
         """Write one small object (the manifest)."""
         store, key = self._storage.open(uri)
         try:
-            store.put(key, data)
+            self._through_outages(partial(store.put, key, data))
         except StorageError as exc:
             raise JobFailure("storage", f"Could not write {uri}: {exc}.") from exc
+
+    def _through_outages(self, write: Callable[[], object]) -> None:
+        """Run ``write``; while storage is unreachable, retry with backoff up to the limit.
+
+        Other storage errors (access denied, a missing bucket) fail at once.
+        """
+        deadline = time.monotonic() + self.outage_seconds
+        delay = 0.5
+        while True:
+            try:
+                write()
+                return
+            except StorageUnavailable as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning(
+                    "storage unreachable while publishing; retrying in %.1f s: %s", delay, exc
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
 
 def _kind_of(name: str, local: Path) -> str | None:
