@@ -60,6 +60,10 @@ class Config:
             (``FINETUNE_DRY_RUN_SAMPLES_PER_CLASS``, default 4).
         dry_run_concurrency: Dry runs one API process runs at once; more wait
             (``FINETUNE_DRY_RUN_CONCURRENCY``, default 2).
+        warm_trainer: Whether a worker keeps a trainer child ready that has already imported
+            TensorFlow, so a job does not wait for that import (``FINETUNE_WARM_TRAINER``,
+            default on; ``0`` starts each job's child only when the job comes, saving the idle
+            child's memory).
     """
 
     state_uri: str = field(default_factory=default_state_uri)
@@ -86,6 +90,7 @@ class Config:
     dry_run_timeout_seconds: float = 120.0
     dry_run_samples_per_class: int = 4
     dry_run_concurrency: int = 2
+    warm_trainer: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -127,6 +132,7 @@ class Config:
             dry_run_concurrency=int(
                 env.get("FINETUNE_DRY_RUN_CONCURRENCY") or defaults.dry_run_concurrency
             ),
+            **_performance_from_env(env),
         )
 
 
@@ -153,3 +159,8 @@ def _observability_from_env(env: Mapping[str, str], defaults: Config) -> dict[st
             env.get("FINETUNE_METRICS_SCAN_LIMIT") or defaults.metrics_scan_limit
         ),
     }
+
+
+def _performance_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """Worker performance settings (issue 7), kept apart so other settings merge cleanly."""
+    return {"warm_trainer": env.get("FINETUNE_WARM_TRAINER", "1") != "0"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import keras
-import tensorflow as tf
 
+from service.trainer.devices import compile_settings
 from service.trainer.errors import Incompatible
 
 OPTIMIZERS: dict[str, Callable[[float], keras.optimizers.Optimizer]] = {
@@ -68,12 +68,11 @@ def compile_model(
 ) -> None:
     """Compiles ``model``; call again after every change of what is trainable.
 
-    XLA stays off on CPUs, where it makes training several times slower (FACTS.md).
+    XLA stays off on CPUs, where it makes training several times slower (devices.py).
     """
-    on_gpu = bool(tf.config.list_physical_devices("GPU"))
     model.compile(
         optimizer=make_optimizer(optimizer, learning_rate),
         loss=loss,
         metrics=list(metrics),
-        jit_compile="auto" if on_gpu else False,
+        jit_compile=compile_settings().jit_compile,
     )

@@ -8,12 +8,17 @@ are cached as uint8 (a quarter of float32's memory) before the per-epoch shuffle
 sees a new order, and turned into float32 raw pixels (0-255) batch by batch: exactly what the
 exported model's serving signature takes. Augmentation (training only) runs after the cache, so
 it differs every epoch, and is never part of the model.
+
+Caching is bounded (``FINETUNE_DATA_CACHE_MB``, see plan_caching): a dataset whose decoded
+images do not fit is streamed instead, its list of examples shuffled every epoch before decoding
+(TFRecords: through a buffer of encoded records) and its images decoded again every epoch, so
+memory stays flat however large the dataset is.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,9 +39,11 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "ImageDatasets",
     "ImageFolder",
+    "cache_budget_bytes",
     "class_weights",
     "label_mode_for_loss",
     "load_image_datasets",
+    "plan_caching",
     "scan_image_folder",
     "source_of_format",
     "split_folder",
@@ -44,6 +51,8 @@ __all__ = [
 
 SHUFFLE_BUFFER = 10_000
 LABEL_MODES = ("categorical", "int", "binary")
+#: Most megabytes of decoded images kept in memory; unset: a quarter of the machine's memory.
+CACHE_BUDGET_ENV = "FINETUNE_DATA_CACHE_MB"
 #: dataset.format -> what the trainer reads (the worker unpacks zip and tar into folders).
 SOURCE_OF_FORMAT = {
     "auto": "image_folder",
@@ -68,6 +77,8 @@ class ImageDatasets:
         train_counts: Training images per class.
         validation_counts: Validation images per class (empty without validation).
         source: What was read: ``image_folder``, ``npz`` or ``tfrecord``.
+        cached: Whether train and validation keep their decoded images in memory (else they
+            are decoded again from the staged files every epoch).
     """
 
     train: tf.data.Dataset
@@ -78,6 +89,7 @@ class ImageDatasets:
     train_counts: dict[str, int]
     validation_counts: dict[str, int]
     source: str = "image_folder"
+    cached: tuple[bool, bool] = (True, True)
 
 
 def label_mode_for_loss(loss: str) -> str:
@@ -155,7 +167,14 @@ def load_image_datasets(
     else:
         validation = None
     num_classes = len(train.class_names)
-    train_pipeline = _pipeline(train, image_shape, batch_size, label_mode, num_classes, seed)
+    cache_train, cache_validation = plan_caching(
+        [len(train), 0 if validation is None else len(validation)],
+        image_shape,
+        cache_budget_bytes(),
+    )
+    train_pipeline = _pipeline(
+        train, image_shape, batch_size, label_mode, num_classes, seed, cache_train
+    )
     if augmentation is not None and augmentation.active:
         train_pipeline = train_pipeline.map(
             _augmenter(augmentation, seed), num_parallel_calls=tf.data.AUTOTUNE
@@ -166,7 +185,7 @@ def load_image_datasets(
             None
             if validation is None
             else _pipeline(
-                validation, image_shape, batch_size, label_mode, num_classes, None
+                validation, image_shape, batch_size, label_mode, num_classes, None, cache_validation
             ).prefetch(tf.data.AUTOTUNE)
         ),
         class_names=list(train.class_names),
@@ -175,7 +194,49 @@ def load_image_datasets(
         train_counts=train.counts(),
         validation_counts={} if validation is None else validation.counts(),
         source=train.source,
+        cached=(cache_train, cache_validation),
     )
+
+
+def cache_budget_bytes(environ: Mapping[str, str] | None = None) -> int:
+    """The bytes of decoded images the pipelines may keep in memory (``FINETUNE_DATA_CACHE_MB``).
+
+    Unset: a quarter of the machine's physical memory. ``0`` streams every dataset.
+
+    Raises:
+        ValueError: The variable is not a number of megabytes.
+    """
+    raw = (os.environ if environ is None else environ).get(CACHE_BUDGET_ENV)
+    if raw is None or raw.strip() == "":
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    try:
+        megabytes = float(raw)
+    except ValueError:
+        megabytes = -1.0
+    if megabytes < 0:
+        raise ValueError(f"{CACHE_BUDGET_ENV} must be a number of megabytes. Received: {raw!r}")
+    return int(megabytes * 2**20)
+
+
+def plan_caching(
+    image_counts: Sequence[int], image_shape: tuple[int, int, int], budget_bytes: int
+) -> list[bool]:
+    """Which pipelines cache their decoded (uint8) images: each, in order, that fits the rest.
+
+    Args:
+        image_counts: Images per pipeline (train first: it is read most).
+        image_shape: (height, width, channels) after decoding.
+        budget_bytes: See cache_budget_bytes.
+    """
+    per_image = int(np.prod(image_shape))  # uint8: one byte per value
+    left = budget_bytes
+    plan = []
+    for count in image_counts:
+        fits = count * per_image <= left
+        plan.append(fits)
+        if fits:
+            left -= count * per_image
+    return plan
 
 
 def check_classes(train: Examples, label_mode: str) -> None:
@@ -277,8 +338,12 @@ def _pipeline(
     label_mode: str,
     num_classes: int,
     shuffle_seed: int | None,
+    cache: bool = True,
 ) -> tf.data.Dataset:
     height, width, channels = image_shape
+    # Streamed (not cached): shuffle what is cheap to hold (file names, array positions,
+    # encoded records) before decoding; parallel decoding keeps that order, so a seed fixes it.
+    shuffle_early = shuffle_seed is not None and not cache
 
     def to_pixels(image: tf.Tensor) -> tf.Tensor:
         image = _match_channels(image, channels)
@@ -306,26 +371,37 @@ def _pipeline(
     dataset: tf.data.Dataset
     if examples.source == "image_folder":
         files = [examples.files[i] for i in order]
-        dataset = tf.data.Dataset.from_tensor_slices((files, labels)).map(
+        dataset = tf.data.Dataset.from_tensor_slices((files, labels))
+        if shuffle_early:
+            dataset = dataset.shuffle(len(files), seed=shuffle_seed, reshuffle_each_iteration=True)
+        dataset = dataset.map(
             lambda path, label: (to_pixels(decode(tf.io.read_file(path))), encode(label)),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     elif examples.source == "npz":
         assert examples.pixels is not None and examples.positions is not None
+        # The arrays are in memory already: nothing to shuffle early (shuffled after the map).
+        shuffle_early = False
         pixels = examples.pixels[examples.positions[order]]
         dataset = tf.data.Dataset.from_tensor_slices((pixels, labels)).map(
             lambda image, label: (to_pixels(image), encode(label)),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     elif examples.source == "tfrecord":
-        dataset = _tfrecord_dataset(examples).map(
+        dataset = _tfrecord_dataset(examples)
+        if shuffle_early:
+            dataset = dataset.shuffle(
+                min(len(examples), SHUFFLE_BUFFER), seed=shuffle_seed, reshuffle_each_iteration=True
+            )
+        dataset = dataset.map(
             lambda data, label: (to_pixels(decode(data)), encode(label)),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     else:
         raise ValueError(f"Unknown source. Received: {examples.source!r}")
-    dataset = dataset.cache()
-    if shuffle_seed is not None:
+    if cache:
+        dataset = dataset.cache()
+    if shuffle_seed is not None and not shuffle_early:
         dataset = dataset.shuffle(
             min(len(examples), SHUFFLE_BUFFER), seed=shuffle_seed, reshuffle_each_iteration=True
         )

@@ -2,24 +2,40 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import keras
-import tensorflow as tf
 
 from service.trainer.callbacks import ProgressCallback
 from service.trainer.checkpointing import CheckpointCallback, ResumeState, restore_optimizer
 from service.trainer.compiling import compile_model
-from service.trainer.data import ImageDatasets
 from service.trainer.errors import Incompatible, InvalidDataset, OutOfMemory
 from service.trainer.freezing import Freezer
 from service.trainer.model_surgery import BuiltModel
 from service.trainer.plan import EarlyStoppingSettings, Phase, TrainingPlan
 
 Report = Callable[[dict[str, Any]], None]
+
+
+class TrainingData(Protocol):
+    """What ``fit_phases`` reads of the data (data.ImageDatasets is one).
+
+    ``train`` and ``validation`` are what ``model.fit`` takes: a tf.data pipeline of batches,
+    or an in-memory ``(images, labels)`` pair of arrays, which ``fit`` batches and reshuffles
+    itself (no TensorFlow needed, so the same code trains under the JAX backend).
+    """
+
+    @property
+    def train(self) -> Any:
+        """Batches of (images, labels), or an (images, labels) pair of arrays."""
+
+    @property
+    def validation(self) -> Any | None:
+        """Like ``train``; None without validation."""
 
 
 @dataclass
@@ -44,7 +60,7 @@ class FitResult:
 
 def fit_phases(
     built: BuiltModel,
-    data: ImageDatasets,
+    data: TrainingData,
     plan: TrainingPlan,
     report: Report,
     checkpoint_dir: str | None = None,
@@ -135,7 +151,9 @@ def fit_phases(
                 ),
             )
         first = len(result.history)
-        _fit(built.model, data, epochs_done, to_run, phase, callbacks, class_weight)
+        _fit(
+            built.model, data, epochs_done, to_run, phase, callbacks, training.batch_size, class_weight
+        )
         phase_history = result.history[first:]
         epochs_done += len(phase_history)
         result.metrics, result.restored_epoch = _final_metrics(phase_history, stopper)
@@ -204,37 +222,61 @@ def early_stopping(
 
 def _fit(
     model: keras.Model,
-    data: ImageDatasets,
+    data: TrainingData,
     initial_epoch: int,
     epochs: int,
     phase: Phase,
     callbacks: list[keras.callbacks.Callback],
+    batch_size: int,
     class_weight: dict[int, float] | None = None,
 ) -> None:
+    if isinstance(data.train, tuple):
+        # In-memory arrays: fit batches and reshuffles them every epoch.
+        images, labels = data.train
+        arguments: dict[str, Any] = {
+            "x": images,
+            "y": labels,
+            "batch_size": batch_size,
+            "shuffle": True,
+        }
+    else:
+        # The pipeline batches and shuffles; Keras cannot shuffle a tf.data.Dataset.
+        arguments = {"x": data.train, "shuffle": False}
     try:
         model.fit(
-            data.train,
+            **arguments,
             class_weight=class_weight,
             validation_data=data.validation,
             epochs=initial_epoch + epochs,
             initial_epoch=initial_epoch,
             callbacks=callbacks,
-            shuffle=False,  # the pipeline shuffles; Keras cannot shuffle a tf.data.Dataset
             verbose=0,
         )
-    except tf.errors.ResourceExhaustedError as exc:
-        raise OutOfMemory(
-            f"Training ran out of memory in phase {phase.index + 1}. Lower training.batch_size "
-            "or dataset.image_size, or freeze more layers."
-        ) from exc
-    except tf.errors.InvalidArgumentError as exc:
-        text = str(exc)
-        if "decode" in text.lower() or "image file format" in text.lower():
+    except Exception as exc:
+        if _is_out_of_memory(exc):
+            raise OutOfMemory(
+                f"Training ran out of memory in phase {phase.index + 1}. Lower "
+                "training.batch_size or dataset.image_size, or freeze more layers."
+            ) from exc
+        text = str(exc).lower()
+        if type(exc).__name__ == "InvalidArgumentError" and (
+            "decode" in text or "image file format" in text
+        ):
             raise InvalidDataset(
                 "An image in the dataset could not be decoded (it may be truncated or "
                 "mislabelled); re-encode or remove it."
             ) from exc
         raise
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """TensorFlow's ResourceExhaustedError, or XLA's RESOURCE_EXHAUSTED under JAX."""
+    # Looked up where TensorFlow is already loaded: fit must not import it under another backend.
+    tf = sys.modules.get("tensorflow")
+    exhausted = getattr(getattr(tf, "errors", None), "ResourceExhaustedError", None)
+    if exhausted is not None and isinstance(exc, exhausted):
+        return True
+    return "RESOURCE_EXHAUSTED" in str(exc)
 
 
 def _final_metrics(

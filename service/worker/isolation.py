@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from multiprocessing import resource_tracker
+from multiprocessing.context import SpawnContext
 from typing import Any
 
 from service.security.redaction import is_secret_variable, process_redactor
@@ -62,6 +63,20 @@ def environment_without_secrets() -> Iterator[None]:
             os.environ.update(removed)
 
 
+@contextmanager
+def spawning_without_secrets() -> Iterator[SpawnContext]:
+    """A ``spawn`` context for starting children, with the withheld variables away meanwhile.
+
+    Create the child's queues and events and start it inside the block: the queues'
+    semaphores start multiprocessing's resource tracker, a helper process of its own, on first
+    use, and it must be started from this environment too.
+    """
+    context = multiprocessing.get_context("spawn")
+    with environment_without_secrets():
+        resource_tracker.ensure_running()
+        yield context
+
+
 def start_child(
     target: Callable[..., Any], args: tuple[Any, ...], name: str
 ) -> tuple[multiprocessing.process.BaseProcess, Any]:
@@ -70,11 +85,7 @@ def start_child(
     Returns:
         The started process and ``messages``, the queue it reports on.
     """
-    context = multiprocessing.get_context("spawn")
-    with environment_without_secrets():
-        # The queue's semaphores start multiprocessing's resource tracker, a helper process
-        # of its own, on first use: it must be started from this environment too.
-        resource_tracker.ensure_running()
+    with spawning_without_secrets() as context:
         messages: Any = context.Queue()
         process = context.Process(target=target, args=(*args, messages), name=name, daemon=True)
         process.start()

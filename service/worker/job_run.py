@@ -20,7 +20,7 @@ from service.worker.errors import JobAbandoned, JobCancelled, JobFailure, JobInt
 from service.worker.gate import check_gate
 from service.worker.heartbeat import Heartbeat
 from service.worker.manifest import build_manifest
-from service.worker.runner import run_training
+from service.worker.runner import TrainerPool, run_training
 from service.worker.staging import StagedInputs, Stager
 from service.worker.visuals import prepare_visuals
 
@@ -42,6 +42,8 @@ class JobRun:
         stopping: Set when the worker must hand the job back (SIGTERM).
         min_batch_size: Out-of-memory retries halve the batch size down to this.
         on_message: Also sees every message of the trainer (metrics).
+        trainers: Where the trainer child comes from (a warm one, runner.TrainerPool); None
+            starts a fresh child for every run.
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class JobRun:
         stopping: threading.Event,
         min_batch_size: int,
         on_message: Callable[[dict[str, Any]], None] | None = None,
+        trainers: TrainerPool | None = None,
     ) -> None:
         self.record = record
         self.jobs = jobs
@@ -67,6 +70,7 @@ class JobRun:
         self.min_batch_size = min_batch_size
         self.published: list[str] = []
         self._observe = on_message
+        self._run_training = run_training if trainers is None else trainers.run
         self._first_started = parse(record.started_at) if record.started_at else utcnow()
 
     # supervision -----------------------------------------------------------------------
@@ -148,7 +152,7 @@ class JobRun:
         tried: list[int] = []
         while True:
             try:
-                return run_training(
+                return self._run_training(
                     self._request(inputs, batch_size), self._on_message, self.watchdog
                 )
             except JobFailure as failure:

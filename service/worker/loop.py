@@ -22,6 +22,7 @@ from service.worker.errors import JobAbandoned, JobCancelled, JobFailure, JobInt
 from service.worker.heartbeat import Heartbeat
 from service.worker.job_run import JobRun
 from service.worker.observer import JobObserver
+from service.worker.runner import TrainerPool
 from service.worker.staging import Stager
 
 log = logging.getLogger(__name__)
@@ -58,11 +59,14 @@ class Worker:
         self.stopping = threading.Event()
         self._next_sweep = 0.0
         self.observer = JobObserver(services)  # metrics and webhooks (observer.py)
+        # run_forever keeps a warm trainer child ready; run_once alone starts one per job.
+        self.trainers = TrainerPool(warm=self.config.warm_trainer)
 
     def run_forever(self) -> None:
         """Work until ``stopping`` is set."""
         log.info("worker %s polling %s", self.worker_id, self.config.state_uri)
         while not self.stopping.is_set():
+            self.trainers.prepare()
             try:
                 self.sweep()
                 ran = self.run_once()
@@ -72,6 +76,7 @@ class Worker:
                 ran = False
             if not ran:
                 self.stopping.wait(self.config.poll_seconds)
+        self.trainers.close()
         self.observer.close()
         log.info("worker %s stopped", self.worker_id)
 
@@ -118,6 +123,7 @@ class Worker:
             stopping=self.stopping,
             min_batch_size=self.config.min_batch_size,
             on_message=self.observer.on_message,
+            trainers=self.trainers,
         )
         try:
             result, metrics = run.execute()

@@ -1,18 +1,24 @@
-"""Runs the trainer in a child process started with ``spawn`` and watches over it."""
+"""Runs the trainer in a child process started with ``spawn`` and watches over it.
+
+Every job runs in a child of its own, which exits after that one job. A TrainerPool can start
+the next job's child ahead of time (a warm trainer): it imports TensorFlow and the trainer while
+the worker waits for work or stages inputs, so that a job does not pay for that import (seconds
+on a CPU) before its first step. The warm child is started with ``spawn`` as well, without the
+storage credentials in its environment (isolation.py), and is replaced after every job.
+"""
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
 import queue
-import time
 from collections.abc import Callable
 from typing import Any
 
 from service.trainer.request import TrainingOutcome, TrainingRequest
 from service.worker import child_entry
 from service.worker.errors import JobFailure
-from service.worker.isolation import start_child
+from service.worker.isolation import spawning_without_secrets
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +41,121 @@ def stop_process(process: multiprocessing.process.BaseProcess) -> None:
         process.join()
 
 
+class TrainerProcess:
+    """A spawned child that runs one request (child_entry.serve_one).
+
+    Attributes:
+        process: The child process (started by the constructor).
+        requests: Where the one request goes.
+        messages: The trainer's messages.
+        ready: Set by the child once TensorFlow and the trainer are imported.
+    """
+
+    def __init__(self, name: str = "trainer") -> None:
+        with spawning_without_secrets() as context:
+            self.requests: Any = context.Queue()
+            self.messages: Any = context.Queue()
+            self.ready: Any = context.Event()
+            self.process = context.Process(
+                target=child_entry.serve_one,
+                args=(self.requests, self.messages, self.ready),
+                name=name,
+                daemon=True,
+            )
+            self.process.start()
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id."""
+        return self.process.pid
+
+    def is_usable(self) -> bool:
+        """Alive and not yet given a request."""
+        return self.process.is_alive()
+
+    def run(
+        self, request: TrainingRequest, on_message: MessageHandler, watchdog: Watchdog
+    ) -> TrainingOutcome:
+        """Hand the child ``request`` and supervise it to its result; the child is gone after.
+
+        Raises:
+            JobFailure: The trainer reported an error, or the child died.
+            Exception: Whatever ``watchdog`` or ``on_message`` raised (the child is stopped).
+        """
+        self.requests.put(request.to_dict())
+        try:
+            return _supervise(self.process, self.messages, request, on_message, watchdog)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the child (where it still runs) and release its queues."""
+        stop_process(self.process)
+        # The request is tiny and either read or moot now: never wait on its feeder thread.
+        self.requests.cancel_join_thread()
+        for channel in (self.requests, self.messages):
+            channel.close()
+            channel.join_thread()
+
+
+class TrainerPool:
+    """Keeps one warm trainer child ready for the next job, where ``warm`` is on.
+
+    ``prepare`` starts the spare (the worker calls it whenever it looks for work); ``run``
+    takes the spare where there is one and otherwise starts a child then and there. A child
+    runs one job and is replaced, so nothing of one job (memory, state of TensorFlow) reaches
+    the next.
+    """
+
+    def __init__(self, warm: bool = True) -> None:
+        self.warm = warm
+        self._spare: TrainerProcess | None = None
+        self.last_pid: int | None = None
+        self.last_was_warm = False
+
+    @property
+    def spare(self) -> TrainerProcess | None:
+        """The child waiting for the next job, if any."""
+        return self._spare
+
+    def prepare(self) -> None:
+        """Start a spare child where ``warm`` is on and none is waiting."""
+        if not self.warm:
+            return
+        if self._spare is not None and not self._spare.is_usable():
+            log.warning("the warm trainer process exited (code %s)", self._spare.process.exitcode)
+            self._spare.close()
+            self._spare = None
+        if self._spare is None:
+            self._spare = TrainerProcess(name="trainer-warm")
+            log.info("warm trainer process %s started", self._spare.pid)
+
+    def run(
+        self, request: TrainingRequest, on_message: MessageHandler, watchdog: Watchdog
+    ) -> TrainingOutcome:
+        """Train ``request`` in the spare child, or in a fresh one; see run_training."""
+        trainer, self._spare = self._spare, None
+        self.last_was_warm = trainer is not None and trainer.is_usable()
+        if trainer is None or not self.last_was_warm:
+            if trainer is not None:
+                trainer.close()
+            trainer = TrainerProcess(name=f"trainer-{request.job_id}")
+        self.last_pid = trainer.pid
+        log.info(
+            "trainer process %s (%s) runs job %s",
+            trainer.pid,
+            "warm" if self.last_was_warm else "started now",
+            request.job_id,
+        )
+        return trainer.run(request, on_message, watchdog)
+
+    def close(self) -> None:
+        """Stop the spare, if any."""
+        if self._spare is not None:
+            self._spare.close()
+            self._spare = None
+
+
 def run_training(
     request: TrainingRequest, on_message: MessageHandler, watchdog: Watchdog
 ) -> TrainingOutcome:
@@ -44,43 +165,41 @@ def run_training(
 
     Exceptions raised by ``watchdog`` or ``on_message`` stop the child and propagate.
     """
-    process, messages = start_child(
-        child_entry.main, (request.to_dict(),), name=f"trainer-{request.job_id}"
-    )
-    log.info("trainer process %s started for job %s", process.pid, request.job_id)
-    try:
-        while True:
-            watchdog()
-            try:
-                message = messages.get(timeout=1.0)
-            except queue.Empty:
-                if not process.is_alive():
-                    # A last look: the child may have put its result just before exiting.
-                    try:
-                        message = messages.get(timeout=1.0)
-                    except queue.Empty:
-                        raise _died(process.exitcode) from None
-                else:
-                    continue
-            kind = message.get("type")
-            if kind == "result":
-                return TrainingOutcome.from_dict(message["outcome"])
-            if kind == "error":
-                log.error(
-                    "job %s failed in the trainer: %s\n%s",
-                    request.job_id,
-                    message.get("message"),
-                    message.get("traceback", ""),
-                )
-                raise JobFailure(message.get("code", "internal"), message["message"])
-            on_message(message)
-    finally:
-        stop_process(process)
-        messages.close()
-        messages.join_thread()
-        deadline = time.monotonic() + _STOP_GRACE_SECONDS
-        while process.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.05)
+    return TrainerPool(warm=False).run(request, on_message, watchdog)
+
+
+def _supervise(
+    process: multiprocessing.process.BaseProcess,
+    messages: Any,
+    request: TrainingRequest,
+    on_message: MessageHandler,
+    watchdog: Watchdog,
+) -> TrainingOutcome:
+    while True:
+        watchdog()
+        try:
+            message = messages.get(timeout=1.0)
+        except queue.Empty:
+            if not process.is_alive():
+                # A last look: the child may have put its result just before exiting.
+                try:
+                    message = messages.get(timeout=1.0)
+                except queue.Empty:
+                    raise _died(process.exitcode) from None
+            else:
+                continue
+        kind = message.get("type")
+        if kind == "result":
+            return TrainingOutcome.from_dict(message["outcome"])
+        if kind == "error":
+            log.error(
+                "job %s failed in the trainer: %s\n%s",
+                request.job_id,
+                message.get("message"),
+                message.get("traceback", ""),
+            )
+            raise JobFailure(message.get("code", "internal"), message["message"])
+        on_message(message)
 
 
 def _died(exitcode: int | None) -> JobFailure:

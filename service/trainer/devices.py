@@ -1,0 +1,70 @@
+"""Which device trains, and the compile settings measured to be fastest on it.
+
+Backend-neutral: it asks the running Keras backend (TensorFlow, JAX or torch) for its devices,
+so the model-building and ``fit`` code runs unchanged under the JAX backend on an accelerator
+(bench/gpu/). Nothing here imports TensorFlow unless TensorFlow is the backend.
+
+The choices come from measurements, not assumptions (bench/RESULTS.md, FACTS.md):
+
+- CPU: XLA (``jit_compile=True``) made training 4-14x slower and ``mixed_bfloat16`` slower too,
+  so a CPU trains in float32 without XLA.
+- GPU: XLA as Keras decides (``"auto"``); float32, since bf16 helped ResNet50 on an H100 but
+  made MobileNetV2 slower (bench/gpu/ measures both for a given model). A base model loaded from
+  a file keeps the dtype policy stored with its layers, so a per-job bf16 switch would need the
+  base rebuilt under the new policy: not done yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import keras
+
+DeviceKind = Literal["cpu", "gpu", "tpu"]
+
+
+@dataclass(frozen=True)
+class CompileSettings:
+    """How to compile for a device.
+
+    Attributes:
+        device: ``cpu``, ``gpu`` or ``tpu``.
+        jit_compile: ``model.compile``'s ``jit_compile``.
+        precision: A Keras dtype policy name (``float32``, ``mixed_bfloat16``...).
+    """
+
+    device: DeviceKind
+    jit_compile: bool | str
+    precision: str
+
+
+def training_device() -> DeviceKind:
+    """The kind of device the running Keras backend trains on."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if tf.config.list_physical_devices("TPU"):
+            return "tpu"
+        return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
+    if backend == "jax":
+        import jax
+
+        platform = jax.default_backend()
+        if platform == "tpu":
+            return "tpu"
+        return "gpu" if platform in ("gpu", "cuda", "rocm") else "cpu"
+    if backend == "torch":
+        import torch
+
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    return "cpu"
+
+
+def compile_settings(device: DeviceKind | None = None) -> CompileSettings:
+    """The measured-fastest settings for ``device`` (default: the one training now)."""
+    device = device or training_device()
+    if device == "cpu":
+        return CompileSettings("cpu", jit_compile=False, precision="float32")
+    return CompileSettings(device, jit_compile="auto", precision="float32")
