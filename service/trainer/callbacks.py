@@ -69,13 +69,30 @@ def scalar_metrics(logs: dict[str, Any] | None) -> dict[str, float]:
 TENSORBOARD_DIR = "tensorboard"
 
 
+class EpochTensorBoard(keras.callbacks.TensorBoard):  # type: ignore[misc]
+    """Keras's TensorBoard callback without its per-batch hooks.
+
+    Keras's own runs Python after every batch even with ``update_freq="epoch"`` (a summary call
+    per metric), and on backends that dispatch batch callbacks asynchronously (JAX) a callback
+    with batch hooks turns that off, so every step would wait for its metrics to reach Python.
+    With the base class's no-op hooks ``fit`` steps as it does with no callbacks; epoch scalars
+    are written as before.
+    """
+
+    on_train_batch_begin = keras.callbacks.Callback.on_train_batch_begin
+    on_train_batch_end = keras.callbacks.Callback.on_train_batch_end
+    on_test_batch_begin = keras.callbacks.Callback.on_test_batch_begin
+    on_test_batch_end = keras.callbacks.Callback.on_test_batch_end
+
+
 def tensorboard_callback(output_dir: str) -> keras.callbacks.TensorBoard:
     """Epoch-level scalars (``train/`` and ``validation/``) under ``output_dir/tensorboard``.
 
-    No graph, no histograms, no profiling: small files and no per-step cost. The epoch numbers
-    continue across phases (each phase's ``fit`` starts at ``initial_epoch``).
+    No graph, no histograms, no profiling, no per-batch hooks: small files and no per-step
+    cost. The epoch numbers continue across phases (each phase's ``fit`` starts at
+    ``initial_epoch``).
     """
-    return keras.callbacks.TensorBoard(
+    return EpochTensorBoard(
         log_dir=os.path.join(output_dir, TENSORBOARD_DIR),
         histogram_freq=0,
         write_graph=False,

@@ -1,10 +1,15 @@
 """Per-epoch checkpoints and resuming from one.
 
-A checkpoint is a folder ``epoch-<k>/`` holding the model's weights (``model.weights.h5``), the
-optimizer's variables in order (``optimizer.npz``: its step counter and every slot), and
-``state.json`` (the global epoch, the phase and the epoch the phase began at, the history so far).
-It is written under a temporary name and renamed when complete, so a half-written checkpoint is
-never reported. The worker uploads each one and deletes the local copy.
+A checkpoint is a folder ``epoch-<k>/`` holding the model's weights in ``model.get_weights()``
+order (``model.weights.npz``), the optimizer's variables in order (``optimizer.npz``: its step
+counter and every slot), and ``state.json`` (the global epoch, the phase and the epoch the phase
+began at, the history so far). It is written under a temporary name and renamed when complete,
+so a half-written checkpoint is never reported. The worker uploads each one and deletes the
+local copy.
+
+The callback copies the weights at the epoch's end (milliseconds) and, given a
+BackgroundReporter, writes the files on its thread while the next epoch trains (plain ``.npz``
+rather than Keras's ``.weights.h5``: that writer needs the live model, and took seconds).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +27,9 @@ import numpy as np
 
 from service.trainer.callbacks import scalar_metrics
 from service.trainer.errors import TrainerError
+from service.trainer.reporting import BackgroundReporter
 
-WEIGHTS_FILE = "model.weights.h5"
+WEIGHTS_FILE = "model.weights.npz"
 OPTIMIZER_FILE = "optimizer.npz"
 STATE_FILE = "state.json"
 
@@ -49,8 +56,9 @@ class ResumeState:
 class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
     """Saves a checkpoint at the end of every epoch and reports it.
 
-    It goes before ProgressCallback in the callback list: the worker handles messages in order,
-    so a job's progress shows epoch k only once the checkpoint after epoch k is stored.
+    It goes before ProgressCallback in the callback list, and both report through the same
+    ordered channel: the worker handles messages in order, so a job's progress shows epoch k
+    only once the checkpoint after epoch k is stored.
 
     Args:
         directory: Where ``epoch-<k>/`` folders go.
@@ -58,6 +66,8 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         phase_start_epoch: Global epochs finished when the phase began.
         history: The shared history list (ProgressCallback appends this epoch after us).
         report: Receives ``{"type": "checkpoint", "path", "epoch", "phase_index"}``.
+        writer: Writes and reports on its own thread, in order; None writes inline. At most
+            one snapshot waits for it (the next epoch's end waits for the previous write).
     """
 
     def __init__(
@@ -67,6 +77,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         phase_start_epoch: int,
         history: list[dict[str, Any]],
         report: Any,
+        writer: BackgroundReporter | None = None,
     ) -> None:
         super().__init__()
         self.directory = Path(directory)
@@ -74,17 +85,17 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self.phase_start_epoch = phase_start_epoch
         self.history = history
         self.report = report
+        self.writer = writer
+        self._written = threading.Event()
+        self._written.set()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         """Keras calls this with the 0-based global epoch."""
         done = epoch + 1
-        target = self.directory / f"epoch-{done:05d}"
-        temporary = self.directory / f".tmp-epoch-{done:05d}"
-        shutil.rmtree(temporary, ignore_errors=True)
-        temporary.mkdir(parents=True)
-        self.model.save_weights(temporary / WEIGHTS_FILE)
+        self._written.wait()
+        # Host copies, taken now: training goes on changing the variables while they are written.
+        weights = [np.asarray(value) for value in self.model.get_weights()]
         variables = [np.asarray(variable) for variable in self.model.optimizer.variables]
-        np.savez(temporary / OPTIMIZER_FILE, *variables)
         history = list(self.history)
         if not history or history[-1]["epoch"] != done:  # runs before ProgressCallback
             history.append({"epoch": done, "phase": self.phase_index, **scalar_metrics(logs)})
@@ -94,6 +105,32 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
             "phase_start_epoch": self.phase_start_epoch,
             "history": history,
         }
+        if self.writer is None:
+            self._write(done, weights, variables, state)
+            return
+        self._written.clear()
+
+        def write() -> None:
+            try:
+                self._write(done, weights, variables, state)
+            finally:
+                self._written.set()
+
+        self.writer.submit(write)
+
+    def _write(
+        self,
+        done: int,
+        weights: list[np.ndarray],
+        variables: list[np.ndarray],
+        state: dict[str, Any],
+    ) -> None:
+        target = self.directory / f"epoch-{done:05d}"
+        temporary = self.directory / f".tmp-epoch-{done:05d}"
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir(parents=True)
+        np.savez(temporary / WEIGHTS_FILE, *weights)
+        np.savez(temporary / OPTIMIZER_FILE, *variables)
         (temporary / STATE_FILE).write_text(json.dumps(state))
         shutil.rmtree(target, ignore_errors=True)
         os.replace(temporary, target)
@@ -126,16 +163,39 @@ def load_resume_state(directory: str) -> ResumeState:
 
 
 def restore_weights(model: keras.Model, state: ResumeState) -> None:
-    """Load the checkpoint's weights into a model built the same way."""
-    model.load_weights(state.directory / WEIGHTS_FILE)
+    """Load the checkpoint's weights into a model built the same way.
+
+    Raises:
+        TrainerError: The weights do not fit the model (the spec or the base model changed).
+    """
+    arrays = _arrays(state.directory / WEIGHTS_FILE)
+    weights = model.weights
+    if len(arrays) != len(weights) or any(
+        tuple(a.shape) != tuple(w.shape) for a, w in zip(arrays, weights, strict=True)
+    ):
+        raise TrainerError(
+            "The job's checkpoint does not fit the model it rebuilt (the spec or "
+            "the base model changed); cancel and resubmit the job."
+        )
+    model.set_weights(arrays)
+
+
+def _arrays(path: Path) -> list[np.ndarray]:
+    try:
+        with np.load(path) as saved:
+            return [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    except (OSError, ValueError, KeyError) as exc:
+        raise TrainerError(
+            f"The job's checkpoint in {path.parent.name} is unreadable; cancel and resubmit "
+            "the job."
+        ) from exc
 
 
 def restore_optimizer(model: keras.Model, state: ResumeState) -> None:
     """Give the freshly compiled model's optimizer the checkpoint's variables (moments, step)."""
     optimizer = model.optimizer
     optimizer.build(model.trainable_variables)
-    with np.load(state.directory / OPTIMIZER_FILE) as saved:
-        arrays = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    arrays = _arrays(state.directory / OPTIMIZER_FILE)
     variables = list(optimizer.variables)
     if len(arrays) != len(variables) or any(
         tuple(a.shape) != tuple(v.shape) for a, v in zip(arrays, variables, strict=True)

@@ -17,6 +17,7 @@ from service.trainer.errors import Incompatible, InvalidDataset, OutOfMemory
 from service.trainer.freezing import Freezer
 from service.trainer.model_surgery import BuiltModel
 from service.trainer.plan import EarlyStoppingSettings, Phase, TrainingPlan
+from service.trainer.reporting import BackgroundReporter
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -85,6 +86,29 @@ def fit_phases(
         InvalidDataset: An image could not be decoded.
         OutOfMemory: TensorFlow could not allocate memory.
     """
+    # Reports and checkpoint writes run on one background thread, in order (reporting.py).
+    reporter = BackgroundReporter(report)
+    try:
+        result = _fit_phases(
+            built, data, plan, reporter, checkpoint_dir, resume, list(extra_callbacks)
+        )
+    except BaseException:
+        reporter.close(raise_errors=False)
+        raise
+    reporter.close()
+    return result
+
+
+def _fit_phases(
+    built: BuiltModel,
+    data: TrainingData,
+    plan: TrainingPlan,
+    reporter: BackgroundReporter,
+    checkpoint_dir: str | None,
+    resume: ResumeState | None,
+    extra_callbacks: list[keras.callbacks.Callback],
+) -> FitResult:
+    report = reporter.report
     training = plan.training
     freezer = Freezer(built)
     result = FitResult()
@@ -147,7 +171,12 @@ def fit_phases(
             callbacks.insert(
                 0,
                 CheckpointCallback(
-                    checkpoint_dir, phase.index, phase_start, result.history, report
+                    checkpoint_dir,
+                    phase.index,
+                    phase_start,
+                    result.history,
+                    reporter.direct_report,
+                    writer=reporter,
                 ),
             )
         first = len(result.history)
