@@ -30,6 +30,8 @@ from service.trainer.errors import TrainerError
 from service.trainer.reporting import BackgroundReporter
 
 WEIGHTS_FILE = "model.weights.npz"
+#: The weights file of checkpoints written before the .npz snapshots.
+LEGACY_WEIGHTS_FILE = "model.weights.h5"
 OPTIMIZER_FILE = "optimizer.npz"
 STATE_FILE = "state.json"
 
@@ -168,6 +170,11 @@ def restore_weights(model: keras.Model, state: ResumeState) -> None:
     Raises:
         TrainerError: The weights do not fit the model (the spec or the base model changed).
     """
+    legacy = state.directory / LEGACY_WEIGHTS_FILE
+    if legacy.exists() and not (state.directory / WEIGHTS_FILE).exists():
+        # Written by a worker of an earlier version (Keras's own weights file).
+        model.load_weights(legacy)
+        return
     arrays = _arrays(state.directory / WEIGHTS_FILE)
     weights = model.weights
     if len(arrays) != len(weights) or any(

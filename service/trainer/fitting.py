@@ -90,7 +90,7 @@ def fit_phases(
     reporter = BackgroundReporter(report)
     try:
         result = _fit_phases(
-            built, data, plan, reporter, checkpoint_dir, resume, list(extra_callbacks)
+            built, data, plan, reporter, checkpoint_dir, resume, list(extra_callbacks), class_weight
         )
     except BaseException:
         reporter.close(raise_errors=False)
@@ -107,6 +107,7 @@ def _fit_phases(
     checkpoint_dir: str | None,
     resume: ResumeState | None,
     extra_callbacks: list[keras.callbacks.Callback],
+    class_weight: dict[int, float] | None,
 ) -> FitResult:
     report = reporter.report
     training = plan.training

@@ -43,7 +43,7 @@ def test_every_epoch_leaves_a_complete_checkpoint(straight: tuple[Recorder, Any,
     for message in reported:
         folder = Path(message["path"])
         assert sorted(p.name for p in folder.iterdir()) == [
-            "model.weights.h5",
+            "model.weights.npz",
             "optimizer.npz",
             "state.json",
         ]
