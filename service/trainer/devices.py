@@ -6,8 +6,10 @@ so the model-building and ``fit`` code runs unchanged under the JAX backend on a
 
 The choices come from measurements, not assumptions (bench/RESULTS.md, FACTS.md):
 
-- CPU: XLA (``jit_compile=True``) made training 4-14x slower and ``mixed_bfloat16`` slower too,
-  so a CPU trains in float32 without XLA.
+- CPU, TensorFlow backend: XLA (``jit_compile=True``) made training 4-14x slower and
+  ``mixed_bfloat16`` slower too, so a CPU trains in float32 without XLA. Under the JAX backend
+  ``jit_compile=False`` means running every op eagerly (7x slower than jit in bench/gpu's CPU
+  smoke run), so JAX always compiles.
 - GPU: XLA as Keras decides (``"auto"``); float32, since bf16 helped ResNet50 on an H100 but
   made MobileNetV2 slower (bench/gpu/ measures both for a given model). A base model loaded from
   a file keeps the dtype policy stored with its layers, so a per-job bf16 switch would need the
@@ -65,6 +67,6 @@ def training_device() -> DeviceKind:
 def compile_settings(device: DeviceKind | None = None) -> CompileSettings:
     """The measured-fastest settings for ``device`` (default: the one training now)."""
     device = device or training_device()
-    if device == "cpu":
+    if device == "cpu" and keras.backend.backend() == "tensorflow":
         return CompileSettings("cpu", jit_compile=False, precision="float32")
     return CompileSettings(device, jit_compile="auto", precision="float32")

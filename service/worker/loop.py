@@ -59,12 +59,14 @@ class Worker:
         self.stopping = threading.Event()
         self._next_sweep = 0.0
         self.observer = JobObserver(services)  # metrics and webhooks (observer.py)
-        # run_forever keeps a warm trainer child ready; run_once alone starts one per job.
-        self.trainers = TrainerPool(warm=self.config.warm_trainer)
+        # run_forever keeps a warm trainer child ready (FINETUNE_WARM_TRAINER); run_once alone
+        # starts one per job and leaves none behind.
+        self.trainers = TrainerPool(warm=False)
 
     def run_forever(self) -> None:
         """Work until ``stopping`` is set."""
         log.info("worker %s polling %s", self.worker_id, self.config.state_uri)
+        self.trainers.warm = self.config.warm_trainer
         while not self.stopping.is_set():
             self.trainers.prepare()
             try:

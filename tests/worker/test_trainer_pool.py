@@ -86,10 +86,10 @@ def test_a_warm_child_runs_the_job_it_was_started_for_then_is_replaced(
         assert isinstance(outcome, TrainingOutcome) and outcome.metrics["loss"] > 0
         assert pool.last_was_warm and pool.last_pid == warm_pid
         assert [m["epoch"] for m in messages if m["type"] == "epoch"] == [1]
-        assert pool.spare is None and not _alive(warm_pid)  # one job per child
-
-        pool.prepare()
+        assert not _alive(warm_pid)  # one job per child
+        # Its replacement was started as the job began, for the next job.
         assert pool.spare is not None and pool.spare.pid not in (None, warm_pid)
+        assert pool.spare.is_usable()
     finally:
         pool.close()
     assert multiprocessing.active_children() == []
