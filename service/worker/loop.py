@@ -17,6 +17,7 @@ from service.jobs import JobRecord, JobStatus, LeaseLost
 from service.jobs.checkpoints import CheckpointStore
 from service.logs import job_logging
 from service.storage.errors import StorageError
+from service.worker import visuals
 from service.worker.archives import ArchiveLimits
 from service.worker.errors import JobAbandoned, JobCancelled, JobFailure, JobInterrupted
 from service.worker.heartbeat import Heartbeat
@@ -67,6 +68,7 @@ class Worker:
         """Work until ``stopping`` is set."""
         log.info("worker %s polling %s", self.worker_id, self.config.state_uri)
         self.trainers.warm = self.config.warm_trainer
+        threading.Thread(target=visuals.warm_up, name="warm-up-visuals", daemon=True).start()
         while not self.stopping.is_set():
             self.trainers.prepare()
             try:

@@ -15,6 +15,17 @@ HISTORY_PLOT = "history.png"
 TENSORBOARD_DIR = "tensorboard"
 
 
+def warm_up() -> None:
+    """Import matplotlib ahead of the first job: its import takes seconds (bench/overhead.py)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot
+    except Exception:
+        log.exception("matplotlib could not be imported; history.png will be left out")
+
+
 def prepare_visuals(
     history: list[dict[str, Any]], outputs_dir: Path, title: str = ""
 ) -> dict[str, str]:
