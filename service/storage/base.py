@@ -122,10 +122,17 @@ class ObjectStore(abc.ABC):
         for parent in sorted({path.parent for _, path in plan}):
             parent.mkdir(parents=True, exist_ok=True)
         _run_parallel(
-            [partial(self.download_file, info.key, path) for info, path in plan],
+            [partial(self.download_listed, info, path) for info, path in plan],
             max_workers,
         )
         return [info for info, _ in plan]
+
+    def download_listed(self, info: ObjectInfo, path: Path) -> None:
+        """Download an object that was just listed; ``info.size`` may pick the transfer.
+
+        Here it is ``download_file``; a store may use a cheaper transfer for small objects.
+        """
+        self.download_file(info.key, path)
 
     def upload_dir(self, src_dir: Path, prefix: str, max_workers: int = 8) -> builtins.list[str]:
         """Upload every regular file below a local directory, keeping relative paths.
