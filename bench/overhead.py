@@ -79,7 +79,7 @@ def run_jobs(
     http = requests.Session()
     results = []
     for body in bodies:
-        time.sleep(random.uniform(0.0, 1.0))
+        time.sleep(random.uniform(0.0, 2.5))  # a random phase of the worker's poll cycle
         submitted = time.monotonic()
         response = http.post(f"{base_url}/v1/jobs", json=body, timeout=30)
         response.raise_for_status()

@@ -28,7 +28,9 @@ class Config:
             (``FINETUNE_ALLOW_LOCAL_STORAGE``; default: where the state itself is local).
         lease_seconds: How long a worker's claim lasts without a heartbeat.
         heartbeat_seconds: How often a worker renews its lease and reports progress.
-        poll_seconds: How often an idle worker looks for queued jobs.
+        poll_seconds: How often an idle worker looks for queued jobs (0.5 s: a job is picked up
+            within the poll interval plus a claim, so 1 s could not give a pickup p95 under 1 s;
+            each look is one listing of the queue index).
         max_body_bytes: Largest request body the API accepts.
         sweep_seconds: How often a worker looks for jobs whose lease ran out.
         shutdown_grace_seconds: On SIGTERM, how long a worker may take to hand its job back.
@@ -71,7 +73,7 @@ class Config:
     allow_local_storage: bool = True
     lease_seconds: float = 60.0
     heartbeat_seconds: float = 5.0
-    poll_seconds: float = 1.0
+    poll_seconds: float = 0.5
     max_body_bytes: int = 1024 * 1024
     sweep_seconds: float = 15.0
     shutdown_grace_seconds: float = 90.0
