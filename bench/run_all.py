@@ -2,7 +2,8 @@
 
 Usage: .venv/bin/python bench/run_all.py [--quick] [--only NAME ...]
 
-Names: training_throughput, input_pipeline, overhead, api_load, storage_download, memory.
+Names: training_throughput, input_pipeline, overhead, api_load, storage_download, memory,
+fit_in_process.
 A full run takes about an hour on the 2-core machine; ``--quick`` is a smoke run of minutes
 whose figures mean little. The GPU script (bench/gpu/) runs on the lent device instead; see
 bench/gpu/README.md.
@@ -25,6 +26,7 @@ BENCHMARKS = (
     "api_load",
     "storage_download",
     "memory",
+    "fit_in_process",
 )
 
 
