@@ -6,14 +6,17 @@ so the model-building and ``fit`` code runs unchanged under the JAX backend on a
 
 The choices come from measurements, not assumptions (bench/RESULTS.md, FACTS.md):
 
-- CPU, TensorFlow backend: XLA (``jit_compile=True``) made training 4-14x slower and
-  ``mixed_bfloat16`` slower too, so a CPU trains in float32 without XLA. Under the JAX backend
+- CPU, TensorFlow backend: XLA (``jit_compile=True``) made training 4-14x slower (about 7x in
+  bench/RESULTS.md section 1), so a CPU trains without XLA. ``mixed_bfloat16`` measured faster
+  on this project's CPU (head only, about 2x, few runs), against the premise that it loses on
+  CPUs; the trainer still trains in float32 (see the GPU note below). Under the JAX backend
   ``jit_compile=False`` means running every op eagerly (7x slower than jit in bench/gpu's CPU
   smoke run), so JAX always compiles.
 - GPU: XLA as Keras decides (``"auto"``); float32, since bf16 helped ResNet50 on an H100 but
   made MobileNetV2 slower (bench/gpu/ measures both for a given model). A base model loaded from
-  a file keeps the dtype policy stored with its layers, so a per-job bf16 switch would need the
-  base rebuilt under the new policy: not done yet.
+  a file keeps the dtype policy stored with its layers, so a per-job bf16 switch needs the
+  base's layers given the new policy (and float32 back before export, so that artifacts stay
+  float32): not done yet.
 """
 
 from __future__ import annotations
