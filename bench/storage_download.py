@@ -44,7 +44,7 @@ from bench.common import (
 
 def make_datasets(root: Path, quick: bool) -> dict[str, Path]:
     """``small``: PNG images in class folders; ``large``: 16 MB binary shards."""
-    small = image_folder(root / "small", 10, 10 if quick else 100, 96)
+    small = image_folder(root / ("small-quick" if quick else "small"), 10, 10 if quick else 100, 96)
     large = root / ("large-quick" if quick else "large")
     if not (large / ".complete").exists():
         large.mkdir(parents=True, exist_ok=True)
