@@ -6,7 +6,7 @@ import abc
 import builtins
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
@@ -194,17 +194,38 @@ def _local_path_for(root: Path, relative: str, key: str) -> Path:
 
 
 def _run_parallel(tasks: list[Callable[[], None]], max_workers: int) -> None:
-    """Run ``tasks`` on a thread pool; the first failure cancels what has not started."""
+    """Run ``tasks`` on a thread pool; the first failure cancels what has not started.
+
+    At most ``2 * max_workers`` tasks are queued at a time: a dataset of thousands of files
+    then holds a few futures, not thousands (the worker's peak memory grew with the dataset).
+    """
     if not tasks:
         return
-    with ThreadPoolExecutor(max_workers=min(max_workers, len(tasks))) as pool:
-        futures: list[Future[None]] = [pool.submit(task) for task in tasks]
-        _done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+    workers = min(max_workers, len(tasks))
+    failed: Future[None] | None = None
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: set[Future[None]] = set()
+        for task in tasks:
+            pending.add(pool.submit(task))
+            if len(pending) >= 2 * workers:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                failed = _first_failure(done)
+                if failed is not None:
+                    break
+        if failed is None:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            failed = _first_failure(done)
         for future in pending:
             future.cancel()
-        for future in futures:
-            if future.done() and not future.cancelled() and future.exception() is not None:
-                future.result()
+    if failed is not None:
+        failed.result()
+
+
+def _first_failure(done: set[Future[None]]) -> Future[None] | None:
+    for future in done:
+        if not future.cancelled() and future.exception() is not None:
+            return future
+    return None
 
 
 def local_path_for(root: Path, relative: str, key: str) -> Path:
