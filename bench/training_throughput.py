@@ -17,6 +17,7 @@ Usage: .venv/bin/python bench/training_throughput.py [--repeats 3] [--quick]
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -194,7 +195,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{ratio_summary(ratios)} |"
         )
     choice_rows = []
-    if not args.skip_choices:
+    choices_note = ""
+    if args.skip_choices and (WORK / "training_choices.json").exists():
+        kept = json.loads((WORK / "training_choices.json").read_text())
+        choice_rows, choices_note = kept["rows"], f" (kept from the run of {kept['stamp']})"
+    elif not args.skip_choices:
         print("compile choices on this CPU (plain script, head only)")
         variants = ("float32", "mixed_bfloat16", "xla")
         results = alternate(
@@ -212,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             choice_rows.append(
                 f"| {variant} | {median(results[variant]):.0f} | {ratio_summary(ratios)} |"
             )
+        save_raw("training_choices", {"rows": choice_rows, "stamp": stamp()})
     minutes = (time.monotonic() - started) / 60
     save_raw("training_throughput", raw)
     quick = " --quick" if args.quick else ""
@@ -230,8 +236,9 @@ in-memory float32 arrays. Ratio = service / plain of paired runs (median, range,
 |---|---|---|---|
 {chr(10).join(rows)}
 
-Compile choices on this CPU (plain script, head only; ratio to float32 without XLA of the same
-round). These are why the trainer compiles in float32 without XLA on a CPU (devices.py):
+Compile choices on this CPU{choices_note} (plain script, head only; ratio to float32 without
+XLA of the same round; `--skip-choices` keeps the last table). XLA is why the trainer compiles
+without XLA on a CPU (devices.py); bf16 measured faster here but is not used yet (devices.py):
 
 | variant | images/s | ratio to float32 |
 |---|---|---|
