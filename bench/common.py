@@ -166,10 +166,24 @@ def image_folder(
 HEADER = """# Benchmark results
 
 Every figure below was produced by the command shown with it, on the machine named in its
-section. The engineers of this project share the 2-core machine, so each comparison is a ratio
-of paired runs made close together (alternating A/B, several repeats), with the 1-minute load
-average during the run. Re-run everything with `.venv/bin/python bench/run_all.py`, or one
-benchmark with the command in its section.
+section; `.venv/bin/python bench/run_all.py` re-runs them all (about an hour on 2 cores;
+`--quick` is a smoke run whose figures mean little), one benchmark is its own script:
+
+| section | script | measures |
+|---|---|---|
+| 1 | bench/training_throughput.py | a job's training vs the plain script; XLA, bf16 |
+| 2 | bench/input_pipeline.py | folder and TFRecord pipelines vs the training step |
+| 3 | bench/overhead.py | pickup latency, submit-to-result overhead |
+| 4 | bench/api_load.py | API under gunicorn, wrk and hey, vs bare Flask |
+| 5 | bench/storage_download.py | dataset download vs a plain boto3 loop |
+| 6 | bench/memory.py | worker and trainer peak RSS at 1x, 4x, 16x |
+| 7 | bench/fit_in_process.py | trainer fit path vs plain fit, one process |
+| 8 | bench/gpu/trainer_vs_plain.py | the same on the lent GPU (bench/gpu/README.md) |
+
+The engineers of this project share the 2-core machine, so each comparison is a ratio of paired
+runs made close together (alternating, several repeats), with the 1-minute load average during
+the run. Raw numbers of the last run of each script are in `$BENCH_WORK_DIR` (default
+/tmp/perf-bench) as JSON. Other issues' sections keep their own headings.
 """
 
 
