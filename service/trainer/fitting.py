@@ -182,7 +182,14 @@ def _fit_phases(
             )
         first = len(result.history)
         _fit(
-            built.model, data, epochs_done, to_run, phase, callbacks, training.batch_size, class_weight
+            built.model,
+            data,
+            epochs_done,
+            to_run,
+            phase,
+            callbacks,
+            training.batch_size,
+            class_weight,
         )
         phase_history = result.history[first:]
         epochs_done += len(phase_history)
