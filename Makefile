@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8080
 
-.PHONY: install serve worker test lint lint-deploy pytest image-test browser clean
+.PHONY: install serve worker test lint lint-deploy pytest image-test browser bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ worker: install
 test: install lint lint-deploy pytest
 
 lint: install
-	$(VENV)/bin/ruff check service schemas tests
+	$(VENV)/bin/ruff check service schemas tests bench
 	$(VENV)/bin/mypy service schemas
 
 ## YAML lint, Kubernetes manifests against the Kubernetes schema (offline), Dockerfile lint
@@ -41,6 +41,12 @@ pytest: install
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+## The benchmarks of bench/ (about an hour on 2 cores); wrk and hey (API load) from Debian
+bench: install
+	@command -v wrk >/dev/null && command -v hey >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk hey >/dev/null; }
+	$(PY) bench/run_all.py
 
 ## Build the Dockerfile for real with buildah on a debootstrapped Debian and check the image (slow)
 image-test:

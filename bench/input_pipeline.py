@@ -6,10 +6,8 @@ Measures, in one fresh process per round (rounds repeat; each row is the median)
 - the service's image-folder pipeline (service.trainer.data.load_image_datasets): epoch 1
   (read, parallel decode, fill the cache), epoch 2 (from the cache), and streamed (the cache
   budget exceeded: decoded again every epoch);
-- TFRecord shards of the same images (tf.train.Example with ``image`` PNG bytes and ``label``):
-  through the service's loader where service/trainer/data.py reads TFRecords (``format
-  tfrecord``), else through a tf.data reader written here (parallel interleaved reads, parallel
-  parse and decode, cache, prefetch), and the table says which;
+- TFRecord shards of the same images (tf.train.Example with ``image`` PNG bytes and ``label``)
+  through the service's loader (``format: tfrecord``): epoch 1, epoch 2, streamed;
 - whether a seeded pipeline gives the same order twice (deterministic parallel decode).
 
 Usage: .venv/bin/python bench/input_pipeline.py [--repeats 3] [--quick]
@@ -78,44 +76,6 @@ def write_tfrecords(folder: Path, dest: Path) -> Path:
     return dest
 
 
-def tfrecord_reader(shards: Path, size: int, batch: int, cache: bool, seed: int | None) -> Any:
-    """A tuned tf.data reader of the shards (used where the service has none of its own)."""
-    import tensorflow as tf
-
-    files = sorted(str(p) for p in shards.glob("*.tfrecord"))
-    features = {
-        "image": tf.io.FixedLenFeature([], tf.string),
-        "label": tf.io.FixedLenFeature([], tf.int64),
-    }
-
-    def parse(record: Any) -> Any:
-        example = tf.io.parse_single_example(record, features)
-        image = tf.io.decode_png(example["image"], channels=3)
-        image = tf.image.resize(image, (size, size))
-        image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
-        image.set_shape((size, size, 3))
-        return image, tf.one_hot(example["label"], CLASSES)
-
-    dataset = tf.data.Dataset.from_tensor_slices(files)
-    if seed is not None and not cache:
-        dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.interleave(
-        tf.data.TFRecordDataset,
-        cycle_length=min(len(files), 4),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
-    dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
-    if cache:
-        dataset = dataset.cache()
-    if seed is not None:
-        dataset = dataset.shuffle(2048, seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch).map(
-        lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE
-    )
-    return dataset.prefetch(tf.data.AUTOTUNE)
-
-
 def _rate(dataset: Any) -> tuple[float, list[int]]:
     started = time.perf_counter()
     count = 0
@@ -157,30 +117,26 @@ def one_round(root: str, size: int, per_class: int, batch: int) -> dict[str, Any
     again = _rate(folder_pipeline("0", seed=7))[1]
     out["deterministic"] = first == again
 
-    try:
-        service_reader: Any = service_data.load_image_datasets(
+    def tfrecord_pipeline(budget_mb: str, seed: int = 1) -> Any:
+        os.environ[service_data.CACHE_BUDGET_ENV] = budget_mb
+        return service_data.load_image_datasets(
             shards,
             None,
             image_shape=(size, size, 3),
             batch_size=batch,
             label_mode="categorical",
             validation_split=0,
-            seed=1,
+            seed=seed,
             data_format="tfrecord",
         ).train
-        out["tfrecord_reader"] = "service"
-    except Exception:
-        service_reader = None
-        out["tfrecord_reader"] = "bench"
-    if service_reader is not None:
-        os.environ[service_data.CACHE_BUDGET_ENV] = "4096"
-        out["tfrecord, epoch 1"] = _rate(service_reader)[0]
-        out["tfrecord, epoch 2"] = _rate(service_reader)[0]
-    else:
-        reader = tfrecord_reader(shards, size, batch, cache=True, seed=1)
-        out["tfrecord, epoch 1"] = _rate(reader)[0]
-        out["tfrecord, epoch 2"] = _rate(reader)[0]
-        out["tfrecord, streamed"] = _rate(tfrecord_reader(shards, size, batch, False, 1))[0]
+
+    reader = tfrecord_pipeline("4096")
+    out["tfrecord, epoch 1 (decode + fill cache)"] = _rate(reader)[0]
+    out["tfrecord, epoch 2 (from cache)"] = _rate(reader)[0]
+    out["tfrecord, streamed (over the cache budget)"] = _rate(tfrecord_pipeline("0"))[0]
+    first = _rate(tfrecord_pipeline("0", seed=7))[1]
+    again = _rate(tfrecord_pipeline("0", seed=7))[1]
+    out["deterministic"] = out["deterministic"] and first == again
 
     images, labels = digit_arrays(CLASSES, per_class, size)
     base = keras.models.load_model(Path(root) / "base.keras")
@@ -228,14 +184,6 @@ def main(argv: list[str] | None = None) -> int:
         ratios = [r[key] / r[step_key] for r in rounds]
         ratio = "1 (reference)" if key == step_key else ratio_summary(ratios)
         rows.append(f"| {key} | {median(values):.0f} | {ratio} |")
-    reader = rounds[0]["tfrecord_reader"]
-    reader_note = (
-        "the service's own TFRecord loader (service/trainer/data.py, `format: tfrecord`)"
-        if reader == "service"
-        else "a tf.data reader in this script (bench/input_pipeline.py `tfrecord_reader`): "
-        "this branch's service has no TFRecord loader yet (it is being added in "
-        "service/trainer/data.py); once it lands this benchmark measures it instead"
-    )
     deterministic = all(r["deterministic"] for r in rounds)
     minutes = (time.monotonic() - started) / 60
     quick = " --quick" if args.quick else ""
@@ -248,8 +196,9 @@ Machine: {machine()}. Run {stamp()}, {minutes:.0f} min, load average {load_befor
 pipelines alone (iterated without training) against the training step (MobileNetV2 alpha 0.35,
 head only, `fit` on in-memory arrays). Ratio > 1: the pipeline delivers faster than the step
 consumes, so with prefetch the step never waits for input. Median of {args.repeats} rounds; the
-ratio's range is over rounds. TFRecord rows: {reader_note}. Seeded pipelines gave the same order
-twice: {"yes" if deterministic else "NO"}.
+ratio's range is over rounds. TFRecord rows: the service's own loader (`format: tfrecord`,
+the same images in {SHARDS} shards). Seeded streamed pipelines (folder and TFRecord) gave the
+same order twice: {"yes" if deterministic else "NO"}.
 
 | source | images/s | ratio to the training step |
 |---|---|---|

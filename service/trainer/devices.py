@@ -6,17 +6,16 @@ so the model-building and ``fit`` code runs unchanged under the JAX backend on a
 
 The choices come from measurements, not assumptions (bench/RESULTS.md, FACTS.md):
 
-- CPU, TensorFlow backend: XLA (``jit_compile=True``) made training 4-14x slower (about 7x in
-  bench/RESULTS.md section 1), so a CPU trains without XLA. ``mixed_bfloat16`` measured faster
-  on this project's CPU (head only, about 2x, few runs), against the premise that it loses on
-  CPUs; the trainer still trains in float32 (see the GPU note below). Under the JAX backend
-  ``jit_compile=False`` means running every op eagerly (7x slower than jit in bench/gpu's CPU
-  smoke run), so JAX always compiles.
-- GPU: XLA as Keras decides (``"auto"``); float32, since bf16 helped ResNet50 on an H100 but
-  made MobileNetV2 slower (bench/gpu/ measures both for a given model). A base model loaded from
-  a file keeps the dtype policy stored with its layers, so a per-job bf16 switch needs the
-  base's layers given the new policy (and float32 back before export, so that artifacts stay
-  float32): not done yet.
+- CPU, TensorFlow backend: XLA (``jit_compile=True``) made training 4-14x slower (bench/RESULTS.md
+  section 1), so a CPU trains without XLA. Under the JAX backend ``jit_compile=False`` means
+  running every op eagerly (7x slower than jit in bench/gpu's CPU smoke run), so JAX always
+  compiles.
+- GPU: XLA as Keras decides (``"auto"``).
+
+The dtype policy (``training.mixed_precision``) is chosen in precision.py: ``auto`` trains
+float32 on a CPU and ``mixed_float16`` on an NVIDIA GPU with tensor cores. On the H100 the issue
+measured bf16 helping ResNet50 and hurting MobileNetV2, so a job that knows its model better
+sets the policy itself; bench/gpu/ measures both for a given model.
 """
 
 from __future__ import annotations
@@ -36,12 +35,10 @@ class CompileSettings:
     Attributes:
         device: ``cpu``, ``gpu`` or ``tpu``.
         jit_compile: ``model.compile``'s ``jit_compile``.
-        precision: A Keras dtype policy name (``float32``, ``mixed_bfloat16``...).
     """
 
     device: DeviceKind
     jit_compile: bool | str
-    precision: str
 
 
 def training_device() -> DeviceKind:
@@ -71,5 +68,5 @@ def compile_settings(device: DeviceKind | None = None) -> CompileSettings:
     """The measured-fastest settings for ``device`` (default: the one training now)."""
     device = device or training_device()
     if device == "cpu" and keras.backend.backend() == "tensorflow":
-        return CompileSettings("cpu", jit_compile=False, precision="float32")
-    return CompileSettings(device, jit_compile="auto", precision="float32")
+        return CompileSettings("cpu", jit_compile=False)
+    return CompileSettings(device, jit_compile="auto")
