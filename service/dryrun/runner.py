@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import queue
 import shutil
 import tempfile
@@ -20,6 +19,7 @@ from service.storage.resolver import Storage
 from service.trainer.request import TrainingRequest
 from service.worker.archives import ArchiveLimits
 from service.worker.errors import JobFailure
+from service.worker.isolation import start_child
 from service.worker.runner import stop_process
 from service.worker.staging import Stager
 
@@ -118,12 +118,8 @@ class DryRunner:
 
 
 def _inspect_in_child(request: TrainingRequest, deadline: float) -> dict[str, Any]:
-    context = multiprocessing.get_context("spawn")
-    messages: Any = context.Queue()
-    process = context.Process(
-        target=child_entry.main, args=(request.to_dict(), messages), name="dry-run", daemon=True
-    )
-    process.start()
+    # Like the trainer, the child that reads a client's files gets no storage credentials.
+    process, messages = start_child(child_entry.main, (request.to_dict(),), name="dry-run")
     try:
         while True:
             remaining = deadline - time.monotonic()

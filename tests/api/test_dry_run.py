@@ -6,6 +6,7 @@ production; the test process itself plays the API.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -199,3 +200,36 @@ def test_archive_and_npz_are_sampled_and_described(
     assert data["validation"]["format"] == "npz"
     assert data["validation"]["class_names"] == ["a", "b", "c"]
     assert data["validation"]["image_shapes"] == [[32, 32, 3]]
+
+
+def test_the_inspecting_child_starts_without_credentials_in_its_environment(
+    client: FlaskClient, inputs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child reads a client's model file: like the trainer, it must find no credentials.
+
+    ``/proc/<pid>/environ`` keeps what a process was started with, so it is read right after
+    the start (a child deleting the variables itself would be too late).
+    """
+    from service.dryrun import runner
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "dry-run-secret-value")
+    monkeypatch.setenv("FINETUNE_TOKEN", "another-secret-value")
+    started: list[bytes] = []
+    real_start = runner.start_child
+
+    def start_and_look(*args: Any, **kwargs: Any) -> Any:
+        process, messages = real_start(*args, **kwargs)
+        started.append(Path(f"/proc/{process.pid}/environ").read_bytes())
+        return process, messages
+
+    monkeypatch.setattr(runner, "start_child", start_and_look)
+
+    response = client.post("/v1/jobs/validate", json=_spec(inputs))
+
+    assert response.status_code == 200, response.get_json()
+    assert len(started) == 1
+    assert b"dry-run-secret-value" not in started[0]
+    assert b"another-secret-value" not in started[0]
+    assert b"AWS_SECRET_ACCESS_KEY" not in started[0]
+    # The API process keeps its own environment.
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] == "dry-run-secret-value"
