@@ -98,6 +98,7 @@ def plain_script(
         loss="categorical_crossentropy",
         metrics=["accuracy"],
         jit_compile=variant == "xla",
+        steps_per_execution=16 if variant == "steps_per_execution_16" else 1,
     )
     ends: list[float] = []
     timer = keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: ends.append(time.perf_counter()))
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         choice_rows, choices_note = kept["rows"], f" (kept from the run of {kept['stamp']})"
     elif not args.skip_choices:
         print("compile choices on this CPU (plain script, head only)")
-        variants = ("float32", "mixed_bfloat16", "xla")
+        variants = ("float32", "mixed_bfloat16", "xla", "steps_per_execution_16")
         results = alternate(
             {
                 variant: lambda variant=variant: in_fresh_process(
@@ -238,7 +239,13 @@ in-memory float32 arrays. Ratio = service / plain of paired runs (median, range,
 
 Compile choices on this CPU{choices_note} (plain script, head only; ratio to float32 without
 XLA of the same round; `--skip-choices` keeps the last table). XLA is why the trainer compiles
-without XLA on a CPU (devices.py); bf16 measured faster here but is not used yet (devices.py):
+without XLA on a CPU (devices.py). `steps_per_execution_16` (16 steps per call of the compiled
+function, Python once per group) gained nothing here, where a step takes tens of milliseconds,
+so the trainer keeps Keras's default of 1. The
+`mixed_bfloat16` row sets the global policy before loading the base, which keeps the float32
+policy stored with its layers: only the new head computes in bf16, so any difference in that
+row is the two speeds a fresh process lands at on this CPU (FACTS.md), not bf16 arithmetic;
+`training.mixed_precision: auto` trains float32 on a CPU (precision.py):
 
 | variant | images/s | ratio to float32 |
 |---|---|---|
