@@ -166,8 +166,9 @@ def image_folder(
 HEADER = """# Benchmark results
 
 Every figure below was produced by the command shown with it, on the machine named in its
-section; `.venv/bin/python bench/run_all.py` re-runs them all (about an hour on 2 cores;
-`--quick` is a smoke run whose figures mean little), one benchmark is its own script:
+section; `make bench` (or `.venv/bin/python bench/run_all.py`) re-runs them all (about 45
+minutes on 2 cores; `--quick` is a smoke run whose figures mean little), one benchmark is its
+own script:
 
 | section | script | measures |
 |---|---|---|
@@ -179,11 +180,13 @@ section; `.venv/bin/python bench/run_all.py` re-runs them all (about an hour on 
 | 6 | bench/memory.py | worker and trainer peak RSS at 1x, 4x, 16x |
 | 7 | bench/fit_in_process.py | trainer fit path vs plain fit, one process |
 | 8 | bench/gpu/trainer_vs_plain.py | the same on the lent GPU (bench/gpu/README.md) |
+| issue 3 | bench/transfer_learning.py | fine-tuned vs from scratch, few labels (last section) |
 
-The engineers of this project share the 2-core machine, so each comparison is a ratio of paired
-runs made close together (alternating, several repeats), with the 1-minute load average during
-the run. Raw numbers of the last run of each script are in `$BENCH_WORK_DIR` (default
-/tmp/perf-bench) as JSON. Other issues' sections keep their own headings.
+The machine has 2 cores and a fresh process on it lands at one of two speeds (FACTS.md), so
+each comparison is a ratio of paired runs made close together (alternating, several repeats),
+with the 1-minute load average during the run. Raw numbers of the last run of each script
+are in `$BENCH_WORK_DIR` (default /tmp/perf-bench) as JSON. Other issues' sections keep their
+own headings.
 """
 
 

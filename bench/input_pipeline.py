@@ -97,46 +97,34 @@ def one_round(root: str, size: int, per_class: int, batch: int) -> dict[str, Any
     folder, shards = Path(root) / "train", Path(root) / "tfrecords"
     out: dict[str, Any] = {}
 
-    def folder_pipeline(budget_mb: str, seed: int = 1) -> Any:
+    def pipeline(source: Path, data_format: str, budget_mb: str, seed: int = 1) -> Any:
         os.environ[service_data.CACHE_BUDGET_ENV] = budget_mb
         return service_data.load_image_datasets(
-            folder,
+            source,
             None,
             image_shape=(size, size, 3),
             batch_size=batch,
             label_mode="categorical",
             validation_split=0,
             seed=seed,
+            data_format=data_format,
         ).train
 
-    cached = folder_pipeline("4096")
-    out["folder, epoch 1 (decode + fill cache)"] = _rate(cached)[0]
-    out["folder, epoch 2 (from cache)"] = _rate(cached)[0]
-    out["folder, streamed (over the cache budget)"] = _rate(folder_pipeline("0"))[0]
-    first = _rate(folder_pipeline("0", seed=7))[1]
-    again = _rate(folder_pipeline("0", seed=7))[1]
-    out["deterministic"] = first == again
-
-    def tfrecord_pipeline(budget_mb: str, seed: int = 1) -> Any:
-        os.environ[service_data.CACHE_BUDGET_ENV] = budget_mb
-        return service_data.load_image_datasets(
-            shards,
-            None,
-            image_shape=(size, size, 3),
-            batch_size=batch,
-            label_mode="categorical",
-            validation_split=0,
-            seed=seed,
-            data_format="tfrecord",
-        ).train
-
-    reader = tfrecord_pipeline("4096")
-    out["tfrecord, epoch 1 (decode + fill cache)"] = _rate(reader)[0]
-    out["tfrecord, epoch 2 (from cache)"] = _rate(reader)[0]
-    out["tfrecord, streamed (over the cache budget)"] = _rate(tfrecord_pipeline("0"))[0]
-    first = _rate(tfrecord_pipeline("0", seed=7))[1]
-    again = _rate(tfrecord_pipeline("0", seed=7))[1]
-    out["deterministic"] = out["deterministic"] and first == again
+    deterministic = True
+    for name, source, data_format in (
+        ("folder", folder, "image_folder"),
+        ("tfrecord", shards, "tfrecord"),
+    ):
+        cached = pipeline(source, data_format, "4096")
+        out[f"{name}, epoch 1 (decode + fill cache)"] = _rate(cached)[0]
+        out[f"{name}, epoch 2 (from cache)"] = _rate(cached)[0]
+        out[f"{name}, streamed (over the cache budget)"] = _rate(
+            pipeline(source, data_format, "0")
+        )[0]
+        first = _rate(pipeline(source, data_format, "0", seed=7))[1]
+        again = _rate(pipeline(source, data_format, "0", seed=7))[1]
+        deterministic = deterministic and first == again
+    out["deterministic"] = deterministic
 
     images, labels = digit_arrays(CLASSES, per_class, size)
     base = keras.models.load_model(Path(root) / "base.keras")

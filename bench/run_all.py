@@ -4,7 +4,7 @@ Usage: .venv/bin/python bench/run_all.py [--quick] [--only NAME ...]
 
 Names: training_throughput, input_pipeline, overhead, api_load, storage_download, memory,
 fit_in_process.
-A full run takes about an hour on the 2-core machine; ``--quick`` is a smoke run of minutes
+A full run takes about 45 minutes on the 2-core machine; ``--quick`` is a smoke run of minutes
 whose figures mean little. The GPU script (bench/gpu/) runs on the lent device instead; see
 bench/gpu/README.md.
 """

@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     body = f"""
 Command: `{PYTHON} bench/training_throughput.py --repeats {args.repeats}{quick}`
 Machine: {machine()}. Run {stamp()}, {minutes:.0f} min, load average {load_before} before and
-{load_average()} after (others' tests and benchmarks ran on the same 2 cores).
+{load_average()} after (the benchmark's own processes count in the load).
 
 {model.replace("_", "")} {"alpha 0.35, random weights, " if model == "mobilenet_v2" else ""}\
 {size}x{size}, {n} images of {CLASSES} classes, batch {batch}, Adam 1e-4, no validation;
@@ -240,8 +240,9 @@ in-memory float32 arrays. Ratio = service / plain of paired runs (median, range,
 Compile choices on this CPU{choices_note} (plain script, head only; ratio to float32 without
 XLA of the same round; `--skip-choices` keeps the last table). XLA is why the trainer compiles
 without XLA on a CPU (devices.py). `steps_per_execution_16` (16 steps per call of the compiled
-function, Python once per group) gained nothing here, where a step takes tens of milliseconds,
-so the trainer keeps Keras's default of 1. The
+function, Python once per group) is not a clear gain where a step takes tens of milliseconds
+(1.01, n=2, in the run before this one; the trainer with it, bench/fit_in_process.py: 1.05 head
+only and 0.73 full against 0.88 and 1.00 without), so the trainer keeps Keras's default of 1. The
 `mixed_bfloat16` row sets the global policy before loading the base, which keeps the float32
 policy stored with its layers: only the new head computes in bf16, so any difference in that
 row is the two speeds a fresh process lands at on this CPU (FACTS.md), not bf16 arithmetic;
