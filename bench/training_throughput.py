@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         save_raw("training_choices", {"rows": choice_rows, "stamp": stamp()})
     minutes = (time.monotonic() - started) / 60
     save_raw("training_throughput", raw)
-    quick = " --quick" if args.quick else ""
+    quick = (" --quick" if args.quick else "") + (" --skip-choices" if args.skip_choices else "")
     body = f"""
 Command: `{PYTHON} bench/training_throughput.py --repeats {args.repeats}{quick}`
 Machine: {machine()}. Run {stamp()}, {minutes:.0f} min, load average {load_before} before and
