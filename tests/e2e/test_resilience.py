@@ -129,11 +129,22 @@ def stack(tmp_path: Path, moto_server: MotoServer, inputs: Any) -> Iterator[Stac
     stack.api.stop()
 
 
-def _wait_for_epoch(stack: Stack, job_id: str, epoch: int, timeout: float = 180) -> dict[str, Any]:
+def _wait_for_epoch(
+    stack: Stack, job_id: str, epoch: int, timeout: float = 180, attempt: int = 1
+) -> dict[str, Any]:
+    """Wait until attempt ``attempt`` (or a later one) runs at ``epoch`` or beyond.
+
+    ``attempt`` keeps a killed worker's last progress, still on the record until its lease runs
+    out, from passing for the next worker's.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = stack.client.job(job_id)
-        if job["status"] == "running" and job["progress"]["epoch"] >= epoch:
+        if (
+            job["status"] == "running"
+            and job["attempt"] >= attempt
+            and job["progress"]["epoch"] >= epoch
+        ):
             return job
         assert job["status"] in ("queued", "running"), job
         time.sleep(0.1)
@@ -151,7 +162,8 @@ def test_kill_9_mid_epoch_resumes_from_the_checkpoint(stack: Stack) -> None:
     seen_epoch = 0
     for kill in range(2):  # two random kill points in one run
         target = seen_epoch + rng.choice([1, 2])
-        seen_epoch = _wait_for_epoch(stack, job["id"], target)["progress"]["epoch"]
+        seen = _wait_for_epoch(stack, job["id"], target, attempt=kill + 1)
+        seen_epoch = seen["progress"]["epoch"]
         time.sleep(rng.uniform(0.05, 0.4))  # somewhere inside the next epoch
         worker.signal(signal.SIGKILL)  # the worker and its trainer child, no warning
         worker = stack.worker(f"w{kill + 2}")
