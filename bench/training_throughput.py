@@ -113,7 +113,7 @@ def service_job(
     base_path: str, train_dir: str, epochs: int, mode: str, batch_size: int, seed: int | None
 ) -> dict[str, Any]:
     """A real job's trainer (spawned child, pipeline, checkpoints); images/s over epochs 2..E."""
-    from service.trainer.request import TrainingRequest
+    from service.contract.request import TrainingRequest
     from service.worker.runner import run_training
     from tests.helpers.specs import loaded_spec
 

@@ -14,8 +14,8 @@ def main(request: dict[str, Any], messages: Any) -> None:
             del os.environ[name]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
+        from service.contract.request import TrainingRequest
         from service.trainer.inspection import inspect
-        from service.trainer.request import TrainingRequest
 
         outcome = inspect(TrainingRequest(**request))
     except Exception as exc:  # the process boundary

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from service.config import Config
+from service.contract.request import TrainingRequest
 from service.dryrun import child_entry
 from service.dryrun.errors import DryRunBusy, DryRunFailed, DryRunTimeout
 from service.storage.resolver import Storage
-from service.trainer.request import TrainingRequest
 from service.worker.archives import ArchiveLimits
 from service.worker.errors import JobFailure
 from service.worker.isolation import start_child

@@ -1,6 +1,6 @@
 """The trainer: the only package that imports TensorFlow and Keras.
 
-Only ``service.trainer.request``, ``service.trainer.errors``, ``service.trainer.plan``,
+Only ``service.contract.request``, ``service.trainer.errors``, ``service.trainer.plan``,
 ``service.trainer.child``, ``service.trainer.model_safety`` and ``service.trainer.preprocessing``
 are safe to import from the worker or the API: they do not import TensorFlow (``child`` loads it
 inside ``run_in_child``, ``preprocessing`` inside ``preprocessing_layers``). Everything else runs

@@ -20,8 +20,8 @@ import sys
 import traceback
 from typing import Any, Protocol
 
+from service.contract.request import TrainingRequest
 from service.trainer.errors import TrainerError
-from service.trainer.request import TrainingRequest
 
 INTERNAL_MESSAGE = (
     "The trainer failed unexpectedly. This is not caused by the job spec as far as the service can "

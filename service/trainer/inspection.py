@@ -15,6 +15,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from service.contract.request import TrainingRequest
 from service.trainer.architectures import open_planned_base
 from service.trainer.compiling import check_loss_and_metrics
 from service.trainer.data import (
@@ -31,7 +32,6 @@ from service.trainer.loading import LoadedModel
 from service.trainer.model_surgery import BuiltModel, build_model, resolve_image_shape
 from service.trainer.plan import TrainingPlan
 from service.trainer.precision import resolve_policy
-from service.trainer.request import TrainingRequest
 from service.trainer.sources import Examples, read_examples
 
 #: Images per dataset whose size the report shows.

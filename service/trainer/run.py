@@ -10,6 +10,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from service.contract.request import TrainingOutcome, TrainingRequest
 from service.trainer.architectures import open_planned_base
 from service.trainer.callbacks import tensorboard_callback
 from service.trainer.checkpointing import load_resume_state, restore_weights
@@ -20,7 +21,6 @@ from service.trainer.fitting import fit_phases
 from service.trainer.model_surgery import build_model, resolve_image_shape
 from service.trainer.plan import TrainingPlan
 from service.trainer.precision import apply_policy, resolve_policy
-from service.trainer.request import TrainingOutcome, TrainingRequest
 
 Report = Callable[[dict[str, Any]], None]
 

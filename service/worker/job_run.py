@@ -10,12 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from service.contract.request import TrainingOutcome, TrainingRequest
 from service.jobs import JobRecord, JobStore
 from service.jobs.checkpoints import CheckpointStore
 from service.jobs.clock import parse, utcnow
 from service.storage.errors import StorageError
 from service.storage.uri import parse_uri
-from service.trainer.request import TrainingOutcome, TrainingRequest
 from service.worker.errors import JobAbandoned, JobCancelled, JobFailure, JobInterrupted
 from service.worker.gate import check_gate
 from service.worker.heartbeat import Heartbeat

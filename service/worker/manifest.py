@@ -7,9 +7,9 @@ import platform
 from typing import Any
 
 from service import __version__
+from service.contract.request import TrainingOutcome
 from service.jobs.record import JobRecord
 from service.security.redaction import redact_data
-from service.trainer.request import TrainingOutcome
 from service.worker.staging import StagedInputs
 
 

@@ -15,7 +15,7 @@ import queue
 from collections.abc import Callable
 from typing import Any
 
-from service.trainer.request import TrainingOutcome, TrainingRequest
+from service.contract.request import TrainingOutcome, TrainingRequest
 from service.worker import child_entry
 from service.worker.errors import JobFailure
 from service.worker.isolation import spawning_without_secrets

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from service.trainer.request import TrainingRequest
+from service.contract.request import TrainingRequest
 from tests.helpers.specs import loaded_spec
 
 #: What the trainer tests change from the API defaults, section by section.

@@ -12,13 +12,13 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from service.contract.request import TrainingOutcome, TrainingRequest
 from service.trainer.errors import Incompatible, InvalidDataset
 from service.trainer.fitting import early_stopping
 from service.trainer.freezing import Freezer
 from service.trainer.loading import load_base_model
 from service.trainer.model_surgery import build_model
 from service.trainer.plan import EarlyStoppingSettings, FreezeRule, HeadSettings
-from service.trainer.request import TrainingOutcome, TrainingRequest
 from service.trainer.run import train
 from tests.helpers.data import write_image_folder
 from tests.helpers.models import batch_norm_state, build_tiny_cnn

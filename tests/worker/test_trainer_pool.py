@@ -15,8 +15,8 @@ import pytest
 from schemas import JobSpecSchema
 from service.config import Config
 from service.context import build_services
+from service.contract.request import TrainingOutcome, TrainingRequest
 from service.jobs import JobStatus
-from service.trainer.request import TrainingOutcome, TrainingRequest
 from service.worker import Worker, child_entry
 from service.worker.runner import TrainerPool
 from tests.helpers.data import write_image_folder

@@ -1,4 +1,4 @@
-"""Plain data passed between the worker and the trainer's child process (no TensorFlow)."""
+"""A trainer run's request and outcome: plain data between the worker and the trainer child."""
 
 from __future__ import annotations
 
