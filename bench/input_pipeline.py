@@ -88,8 +88,6 @@ def _rate(dataset: Any) -> tuple[float, list[int]]:
 
 def one_round(root: str, size: int, per_class: int, batch: int) -> dict[str, Any]:
     """Every measurement once, in this process."""
-    import os
-
     import keras
 
     from service.trainer import data as service_data
@@ -97,8 +95,7 @@ def one_round(root: str, size: int, per_class: int, batch: int) -> dict[str, Any
     folder, shards = Path(root) / "train", Path(root) / "tfrecords"
     out: dict[str, Any] = {}
 
-    def pipeline(source: Path, data_format: str, budget_mb: str, seed: int = 1) -> Any:
-        os.environ[service_data.CACHE_BUDGET_ENV] = budget_mb
+    def pipeline(source: Path, data_format: str, budget_mb: float, seed: int = 1) -> Any:
         return service_data.load_image_datasets(
             source,
             None,
@@ -108,6 +105,7 @@ def one_round(root: str, size: int, per_class: int, batch: int) -> dict[str, Any
             validation_split=0,
             seed=seed,
             data_format=data_format,
+            cache_mb=budget_mb,
         ).train
 
     deterministic = True
@@ -115,14 +113,14 @@ def one_round(root: str, size: int, per_class: int, batch: int) -> dict[str, Any
         ("folder", folder, "image_folder"),
         ("tfrecord", shards, "tfrecord"),
     ):
-        cached = pipeline(source, data_format, "4096")
+        cached = pipeline(source, data_format, 4096)
         out[f"{name}, epoch 1 (decode + fill cache)"] = _rate(cached)[0]
         out[f"{name}, epoch 2 (from cache)"] = _rate(cached)[0]
-        out[f"{name}, streamed (over the cache budget)"] = _rate(
-            pipeline(source, data_format, "0")
-        )[0]
-        first = _rate(pipeline(source, data_format, "0", seed=7))[1]
-        again = _rate(pipeline(source, data_format, "0", seed=7))[1]
+        out[f"{name}, streamed (over the cache budget)"] = _rate(pipeline(source, data_format, 0))[
+            0
+        ]
+        first = _rate(pipeline(source, data_format, 0, seed=7))[1]
+        again = _rate(pipeline(source, data_format, 0, seed=7))[1]
         deterministic = deterministic and first == again
     out["deterministic"] = deterministic
 

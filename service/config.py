@@ -66,6 +66,11 @@ class Config:
             TensorFlow, so a job does not wait for that import (``FINETUNE_WARM_TRAINER``,
             default on; ``0`` starts each job's child only when the job comes, saving the idle
             child's memory).
+        data_cache_mb: Most megabytes of decoded images a training job keeps in memory
+            (``FINETUNE_DATA_CACHE_MB``; unset: a quarter of the machine's memory; ``0`` streams
+            every dataset from the staged files each epoch).
+        fault_oom_above_batch: Test-only fault injection: the trainer fails as out of memory
+            above this batch size (``FINETUNE_FAULT_OOM_ABOVE_BATCH``; unset in every deployment).
     """
 
     state_uri: str = field(default_factory=default_state_uri)
@@ -93,6 +98,8 @@ class Config:
     dry_run_samples_per_class: int = 4
     dry_run_concurrency: int = 2
     warm_trainer: bool = True
+    data_cache_mb: float | None = None
+    fault_oom_above_batch: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -165,4 +172,18 @@ def _observability_from_env(env: Mapping[str, str], defaults: Config) -> dict[st
 
 def _performance_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     """Worker performance settings (issue 7), kept apart so other settings merge cleanly."""
-    return {"warm_trainer": env.get("FINETUNE_WARM_TRAINER", "1") != "0"}
+    cache = (env.get("FINETUNE_DATA_CACHE_MB") or "").strip()
+    fault = env.get("FINETUNE_FAULT_OOM_ABOVE_BATCH")
+    try:
+        data_cache_mb = float(cache) if cache else None
+    except ValueError:
+        data_cache_mb = -1.0
+    if data_cache_mb is not None and data_cache_mb < 0:
+        raise ValueError(
+            f"FINETUNE_DATA_CACHE_MB must be a number of megabytes. Received: {cache!r}"
+        )
+    return {
+        "warm_trainer": env.get("FINETUNE_WARM_TRAINER", "1") != "0",
+        "data_cache_mb": data_cache_mb,
+        "fault_oom_above_batch": int(fault) if fault else None,
+    }

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+#: What a trainer child does with a request: train and export, or only check (the dry run).
+RunMode = Literal["train", "inspect"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,14 @@ class TrainingRequest:
         train_format: What ``train_path`` holds: ``image_folder``, ``npz`` or ``tfrecord``
             (the worker resolves the spec's ``auto``, ``zip`` and ``tar``).
         validation_format: The same for ``validation_path``; None: as ``train_format``.
+        mode: ``train`` fits, checkpoints and exports, stopping at the first problem;
+            ``inspect`` (the dry run) trains nothing and reports every problem it finds.
+        sampled: ``inspect`` only: the data is a sample of the dataset (class counts from
+            TFRecords are then partial).
+        data_cache_mb: Most megabytes of decoded images the input pipelines keep in memory;
+            None: a quarter of the machine's memory; 0 streams every dataset.
+        fault_oom_above_batch: Test-only fault injection: a batch size above this fails as out
+            of memory (no device here runs out of memory on demand); None in every deployment.
     """
 
     job_id: str
@@ -35,6 +46,10 @@ class TrainingRequest:
     resume_from: str | None = None
     train_format: str = "image_folder"
     validation_format: str | None = None
+    mode: RunMode = "train"
+    sampled: bool = False
+    data_cache_mb: float | None = None
+    fault_oom_above_batch: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A picklable, JSON-able form for the child process."""

@@ -1,79 +1,92 @@
-"""The trainer's child-process boundary: run one request, report on a queue, never raise.
+"""The trainer's child-process boundary: run one request, send typed messages, never raise.
 
-The worker starts ``run_in_child`` with the ``spawn`` method. Importing this module does not
-import TensorFlow (the worker pickles a reference to ``run_in_child``, so it imports this module
-too); TensorFlow is loaded inside the function, in the child.
-
-Messages put on the queue, all plain dicts:
-
-- ``{"type": "phase", "phase": "loading" | "training" | "exporting"}``
-- ``{"type": "info", "message": str, "data": dict}``
-- ``{"type": "epoch", "epoch": int, "epochs": int, "phase_index": int, "metrics": {str: float}}``
-- last, exactly one of ``{"type": "result", "outcome": TrainingOutcome.to_dict()}`` or
-  ``{"type": "error", "code": str, "message": str, "traceback": str}``.
+A child process calls ``run_request(request, send)``: it sends progress messages
+(service.contract.messages: PhaseStarted, Info, EpochEnded, CheckpointWritten) and, last,
+exactly one of TrainingFinished, InspectionFinished or Failed. Importing this module does not
+import TensorFlow (the parent imports it to name the child's target); TensorFlow is loaded inside
+``run_request``, in the child.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from typing import Any, Protocol
 
+from service.contract.messages import (
+    ChildMessage,
+    Failed,
+    FinalMessage,
+    InspectionFinished,
+    TrainingFinished,
+    encode,
+)
 from service.contract.request import TrainingRequest
 from service.trainer.errors import TrainerError
+
+log = logging.getLogger(__name__)
 
 INTERNAL_MESSAGE = (
     "The trainer failed unexpectedly. This is not caused by the job spec as far as the service can "
     "tell; operators can find the details in the worker's log."
 )
+INTERRUPTED_MESSAGE = "The trainer was interrupted."
 OUT_OF_MEMORY_MESSAGE = (
     "Training ran out of memory. Lower training.batch_size or dataset.image_size, or freeze more "
     "layers."
 )
 
-
-class EventQueue(Protocol):
-    """What run_in_child needs of a multiprocessing queue."""
-
-    def put(self, obj: Any) -> None:
-        """Sends one message."""
+Send = Callable[[ChildMessage], None]
 
 
-def run_in_child(request: dict[str, Any], events: EventQueue) -> None:
-    """Runs one training request and reports on ``events``; the target of a spawned process.
+def run_request(request: TrainingRequest, send: Send) -> None:
+    """Runs ``request`` in its mode and sends its messages, the final one last; never raises.
 
     Args:
-        request: ``TrainingRequest.to_dict()``.
-        events: A ``multiprocessing`` queue (of the spawn context) for the messages above.
-    """
-    # TensorFlow's C++ start-up chatter is not for the job's log; errors still get through.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        from service.trainer.run import train
+        request: What to train (``mode="train"``) or inspect (``mode="inspect"``).
+        send: Receives every message in order (the child's pipe to its parent).
 
-        _inject_faults(request)
-        outcome = train(TrainingRequest(**request), events.put)
+    Raises:
+        BaseException: Only what interrupts the process (KeyboardInterrupt, SystemExit), after
+            a Failed message says so; every Exception becomes a Failed message.
+    """
+    try:
+        final = _run(request, send)
     except Exception as exc:  # the process boundary: every failure becomes one message
-        code, message = describe_failure(exc)
-        events.put(_error(code, message, exc))
+        _send_final(send, failure(exc))
         return
     except BaseException as exc:  # interrupted: say so, then let it end the process
-        events.put(_error("internal", "The trainer was interrupted.", exc))
+        _send_final(send, Failed("internal", INTERRUPTED_MESSAGE, traceback=_traceback(exc)))
         raise
-    events.put({"type": "result", "outcome": outcome.to_dict()})
+    _send_final(send, final)
 
 
-#: Test-only fault injection: a batch size above this value fails as out of memory. No device
-#: here can be made to run out of memory on demand, and the worker's retry-with-half-the-batch
-#: logic must be tested through the real child process; unset in every real deployment.
-FAULT_OOM_ABOVE_BATCH = "FINETUNE_FAULT_OOM_ABOVE_BATCH"
+def _run(request: TrainingRequest, send: Send) -> FinalMessage:
+    from service.contract.messages import decode
+    from service.trainer.inspection import inspect
+    from service.trainer.run import train
+
+    if request.mode == "inspect":
+        found = inspect(request, sampled=request.sampled)
+        return InspectionFinished(errors=found["errors"], report=found["report"])
+    _inject_faults(request)
+    return TrainingFinished(train(request, lambda message: send(decode(message))))
 
 
-def _inject_faults(request: dict[str, Any]) -> None:
-    limit = os.environ.get(FAULT_OOM_ABOVE_BATCH)
-    if limit and int(request["spec"]["training"]["batch_size"]) > int(limit):
-        raise MemoryError(f"fault injected by {FAULT_OOM_ABOVE_BATCH}={limit}")
+def _inject_faults(request: TrainingRequest) -> None:
+    limit = request.fault_oom_above_batch
+    if limit is not None and int(request.spec["training"]["batch_size"]) > limit:
+        raise MemoryError(f"fault injected: batch size above {limit}")
+
+
+def failure(exc: BaseException) -> Failed:
+    """The Failed message for an exception from the trainer (its traceback for operators)."""
+    code, message = describe_failure(exc)
+    field = exc.field if isinstance(exc, TrainerError) else None
+    return Failed(code, message, field=field, traceback=_traceback(exc))
 
 
 def describe_failure(exc: BaseException) -> tuple[str, str]:
@@ -93,10 +106,44 @@ def _is_resource_exhausted(exc: BaseException) -> bool:
     return exhausted is not None and isinstance(exc, exhausted)
 
 
-def _error(code: str, message: str, exc: BaseException) -> dict[str, Any]:
-    return {
-        "type": "error",
-        "code": code,
-        "message": message,
-        "traceback": "".join(traceback.format_exception(exc)),
-    }
+def _traceback(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc))
+
+
+def _send_final(send: Send, message: FinalMessage) -> None:
+    try:
+        send(message)
+    except Exception:  # the parent is gone or the pipe broke: nobody is left to tell
+        log.exception("the trainer's final message could not be sent")
+
+
+class EventQueue(Protocol):
+    """What run_in_child needs of a multiprocessing queue."""
+
+    def put(self, obj: Any) -> None:
+        """Sends one message."""
+
+
+def run_in_child(request: dict[str, Any], events: EventQueue) -> None:
+    """The previous entry point: ``run_request`` speaking plain dicts on a queue.
+
+    Kept until the worker's child runner calls ``run_request``: progress messages go as
+    ``encode`` writes them, the final one as ``{"type": "result", "outcome": ...}`` or
+    ``{"type": "error", "code", "message", "traceback"}``.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    def put(message: ChildMessage) -> None:
+        if isinstance(message, TrainingFinished):
+            events.put({"type": "result", "outcome": message.outcome.to_dict()})
+        elif isinstance(message, Failed):
+            events.put({**encode(message), "type": "error"})
+        else:
+            events.put(encode(message))
+
+    try:
+        parsed = TrainingRequest(**request)
+    except Exception as exc:  # not a request at all
+        put(failure(exc))
+        return
+    run_request(parsed, put)

@@ -9,7 +9,7 @@ sees a new order, and turned into float32 raw pixels (0-255) batch by batch: exa
 exported model's serving signature takes. Augmentation (training only) runs after the cache, so
 it differs every epoch, and is never part of the model.
 
-Caching is bounded (``FINETUNE_DATA_CACHE_MB``, see plan_caching): a dataset whose decoded
+Caching is bounded (the request's ``data_cache_mb``, see plan_caching): a dataset whose decoded
 images do not fit is streamed instead, its list of examples shuffled every epoch before decoding
 (TFRecords: through a buffer of encoded records) and its images decoded again every epoch, so
 memory stays flat however large the dataset is.
@@ -51,8 +51,6 @@ __all__ = [
 
 SHUFFLE_BUFFER = 10_000
 LABEL_MODES = ("categorical", "int", "binary")
-#: Most megabytes of decoded images kept in memory; unset: a quarter of the machine's memory.
-CACHE_BUDGET_ENV = "FINETUNE_DATA_CACHE_MB"
 #: dataset.format -> what the trainer reads (the worker unpacks zip and tar into folders).
 SOURCE_OF_FORMAT = {
     "auto": "image_folder",
@@ -130,6 +128,7 @@ def load_image_datasets(
     data_format: str = "auto",
     validation_format: str | None = None,
     augmentation: AugmentationSettings | None = None,
+    cache_mb: float | None = None,
 ) -> ImageDatasets:
     """Builds the training and validation pipelines.
 
@@ -146,6 +145,7 @@ def load_image_datasets(
             spec's words ``auto``, ``zip``, ``tar`` mean an image folder here).
         validation_format: The validation data's format; None: the same as training's.
         augmentation: Random changes to training images; None or inactive: none.
+        cache_mb: Most megabytes of decoded images kept in memory (see cache_budget_bytes).
 
     Raises:
         InvalidDataset: The data is missing, empty, has fewer than 2 classes, or its validation
@@ -170,7 +170,7 @@ def load_image_datasets(
     cache_train, cache_validation = plan_caching(
         [len(train), 0 if validation is None else len(validation)],
         image_shape,
-        cache_budget_bytes(),
+        cache_budget_bytes(cache_mb),
     )
     train_pipeline = _pipeline(
         train, image_shape, batch_size, label_mode, num_classes, seed, cache_train
@@ -198,23 +198,17 @@ def load_image_datasets(
     )
 
 
-def cache_budget_bytes(environ: Mapping[str, str] | None = None) -> int:
-    """The bytes of decoded images the pipelines may keep in memory (``FINETUNE_DATA_CACHE_MB``).
+def cache_budget_bytes(megabytes: float | None) -> int:
+    """The bytes of decoded images the pipelines may keep in memory.
 
-    Unset: a quarter of the machine's physical memory. ``0`` streams every dataset.
-
-    Raises:
-        ValueError: The variable is not a number of megabytes.
+    Args:
+        megabytes: The budget; None: a quarter of the machine's physical memory; 0 streams
+            every dataset.
     """
-    raw = (os.environ if environ is None else environ).get(CACHE_BUDGET_ENV)
-    if raw is None or raw.strip() == "":
+    if megabytes is None:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
-    try:
-        megabytes = float(raw)
-    except ValueError:
-        megabytes = -1.0
     if megabytes < 0:
-        raise ValueError(f"{CACHE_BUDGET_ENV} must be a number of megabytes. Received: {raw!r}")
+        raise ValueError(f"The data cache must be 0 or more megabytes. Received: {megabytes}")
     return int(megabytes * 2**20)
 
 

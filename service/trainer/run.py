@@ -72,6 +72,7 @@ def train(request: TrainingRequest, report: Report) -> TrainingOutcome:
         data_format=request.train_format,
         validation_format=request.validation_format,
         augmentation=plan.training.augmentation,
+        cache_mb=request.data_cache_mb,
     )
     weights = class_weights(plan.training.class_weight, data.class_names, data.train_counts)
     report(

@@ -41,6 +41,8 @@ class JobRun:
         job_dir: Local scratch for this attempt.
         stopping: Set when the worker must hand the job back (SIGTERM).
         min_batch_size: Out-of-memory retries halve the batch size down to this.
+        data_cache_mb: The trainer's cache of decoded images (Config.data_cache_mb).
+        fault_oom_above_batch: Test-only (Config.fault_oom_above_batch).
         on_message: Also sees every message of the trainer (metrics).
         trainers: Where the trainer child comes from (a warm one, runner.TrainerPool); None
             starts a fresh child for every run.
@@ -57,6 +59,8 @@ class JobRun:
         job_dir: Path,
         stopping: threading.Event,
         min_batch_size: int,
+        data_cache_mb: float | None = None,
+        fault_oom_above_batch: int | None = None,
         on_message: Callable[[dict[str, Any]], None] | None = None,
         trainers: TrainerPool | None = None,
     ) -> None:
@@ -68,6 +72,8 @@ class JobRun:
         self.job_dir = job_dir
         self.stopping = stopping
         self.min_batch_size = min_batch_size
+        self.data_cache_mb = data_cache_mb
+        self.fault_oom_above_batch = fault_oom_above_batch
         self.published: list[str] = []
         self._observe = on_message
         self._run_training = run_training if trainers is None else trainers.run
@@ -145,6 +151,8 @@ class JobRun:
             resume_from=resume_from,
             train_format=inputs.train_format,
             validation_format=inputs.validation_format,
+            data_cache_mb=self.data_cache_mb,
+            fault_oom_above_batch=self.fault_oom_above_batch,
         )
 
     def _train_with_oom_retries(self, inputs: StagedInputs) -> TrainingOutcome:

@@ -126,6 +126,8 @@ class Worker:
             job_dir=job_dir,
             stopping=self.stopping,
             min_batch_size=self.config.min_batch_size,
+            data_cache_mb=self.config.data_cache_mb,
+            fault_oom_above_batch=self.config.fault_oom_above_batch,
             on_message=self.observer.on_message,
             trainers=self.trainers,
         )

@@ -6,13 +6,15 @@ import multiprocessing
 import queue
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import tensorflow as tf
 
-from service.trainer.child import describe_failure, run_in_child
+from service.contract.messages import ChildMessage, Failed, InspectionFinished, PhaseStarted
+from service.trainer.child import describe_failure, run_in_child, run_request
 from service.trainer.errors import Incompatible
 from tests.trainer.support import Recorder, make_request
 
@@ -113,3 +115,35 @@ def test_importing_the_child_module_does_not_load_tensorflow() -> None:
         cwd=Path(__file__).resolve().parents[2],
     )
     assert result.stdout.strip() == "False"
+
+
+def test_run_request_ends_with_one_typed_failure_naming_the_field(tmp_path: Path) -> None:
+    garbage = tmp_path / "model.h5"
+    garbage.write_bytes(b"nonsense")
+    sent: list[ChildMessage] = []
+
+    run_request(make_request(tmp_path, garbage, tmp_path), sent.append)
+
+    *progress, failed = sent
+    assert progress == [PhaseStarted("loading")]
+    assert isinstance(failed, Failed)
+    assert (failed.code, failed.field) == ("invalid_model", "base_model.uri")
+    assert "InvalidModel" in failed.traceback and "Traceback" not in failed.message
+
+
+def test_run_request_in_inspect_mode_ends_with_the_findings(
+    tmp_path: Path, pretrained_keras: Path, digits_train: Path
+) -> None:
+    request = replace(
+        make_request(tmp_path, pretrained_keras, digits_train, head={"cut_at": "conv_9"}),
+        mode="inspect",
+        sampled=True,
+    )
+    sent: list[ChildMessage] = []
+
+    run_request(request, sent.append)
+
+    (finished,) = sent
+    assert isinstance(finished, InspectionFinished)
+    assert "no layer named 'conv_9'" in finished.errors["head.cut_at"][0]
+    assert finished.report["data"]["train"]["sampled"] is True

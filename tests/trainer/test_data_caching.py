@@ -10,7 +10,6 @@ import pytest
 import tensorflow as tf
 
 from service.trainer.data import (
-    CACHE_BUDGET_ENV,
     ImageDatasets,
     cache_budget_bytes,
     load_image_datasets,
@@ -22,7 +21,7 @@ SHAPE = (32, 32, 3)
 IMAGE_BYTES = 32 * 32 * 3
 
 
-def _load(train: Path, seed: int = 0) -> ImageDatasets:
+def _load(train: Path, cache_mb: float, seed: int = 0) -> ImageDatasets:
     return load_image_datasets(
         train,
         None,
@@ -31,6 +30,7 @@ def _load(train: Path, seed: int = 0) -> ImageDatasets:
         label_mode="int",
         validation_split=0.25,
         seed=seed,
+        cache_mb=cache_mb,
     )
 
 
@@ -46,21 +46,18 @@ def test_each_pipeline_caches_while_it_fits_what_is_left() -> None:
     assert plan_caching([10, 4], SHAPE, 0) == [False, False]
 
 
-def test_budget_comes_from_the_environment_in_megabytes() -> None:
-    assert cache_budget_bytes({CACHE_BUDGET_ENV: "1.5"}) == 1.5 * 2**20
-    assert cache_budget_bytes({CACHE_BUDGET_ENV: "0"}) == 0
-    assert cache_budget_bytes({}) > 0  # a share of the machine's memory
-    with pytest.raises(ValueError, match="FINETUNE_DATA_CACHE_MB must be a number"):
-        cache_budget_bytes({CACHE_BUDGET_ENV: "lots"})
+def test_budget_is_given_in_megabytes() -> None:
+    assert cache_budget_bytes(1.5) == 1.5 * 2**20
+    assert cache_budget_bytes(0) == 0
+    assert cache_budget_bytes(None) > 0  # a share of the machine's memory
+    with pytest.raises(ValueError, match="0 or more megabytes"):
+        cache_budget_bytes(-1)
 
 
-def test_over_budget_data_is_streamed_from_the_files_every_epoch(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_over_budget_data_is_streamed_from_the_files_every_epoch(tmp_path: Path) -> None:
     root = write_image_folder(tmp_path / "train", ["a", "b"], 12)
     # 18 training and 6 validation images: the budget holds the validation images only.
-    monkeypatch.setenv(CACHE_BUDGET_ENV, str(10 * IMAGE_BYTES / 2**20))
-    streamed = _load(root)
+    streamed = _load(root, cache_mb=10 * IMAGE_BYTES / 2**20)
     assert streamed.cached == (False, True)
 
     images, labels = _epoch(streamed.train)
@@ -76,10 +73,9 @@ def test_over_budget_data_is_streamed_from_the_files_every_epoch(
     assert _epoch(streamed.validation)[0].shape == (6, *SHAPE)
 
 
-def test_cached_data_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cached_data_is_read_once(tmp_path: Path) -> None:
     root = write_image_folder(tmp_path / "train", ["a", "b"], 12)
-    monkeypatch.setenv(CACHE_BUDGET_ENV, "64")
-    cached = _load(root)
+    cached = _load(root, cache_mb=64)
     assert cached.cached == (True, True)
 
     first = _epoch(cached.train)
@@ -89,12 +85,9 @@ def test_cached_data_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert sorted(second[1].tolist()) == sorted(first[1].tolist())
 
 
-def test_streamed_order_is_reshuffled_each_epoch_and_fixed_by_the_seed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_streamed_order_is_reshuffled_each_epoch_and_fixed_by_the_seed(tmp_path: Path) -> None:
     root = write_image_folder(tmp_path / "train", ["a", "b", "c"], 20)
-    monkeypatch.setenv(CACHE_BUDGET_ENV, "0")
-    one, again = _load(root, seed=5), _load(root, seed=5)
+    one, again = _load(root, cache_mb=0, seed=5), _load(root, cache_mb=0, seed=5)
     assert one.cached == (False, False)
 
     first_epoch, second_epoch = _epoch(one.train), _epoch(one.train)
@@ -102,6 +95,5 @@ def test_streamed_order_is_reshuffled_each_epoch_and_fixed_by_the_seed(
     assert not np.array_equal(first_epoch[1], second_epoch[1])
     assert sorted(first_epoch[1].tolist()) == sorted(second_epoch[1].tolist())
     # The same images as the cached pipeline, pixel for pixel (only the order may differ).
-    monkeypatch.setenv(CACHE_BUDGET_ENV, "64")
-    cached_images = _epoch(_load(root, seed=5).train)[0]
+    cached_images = _epoch(_load(root, cache_mb=64, seed=5).train)[0]
     assert sorted(map(bytes, first_epoch[0])) == sorted(map(bytes, cached_images))

@@ -14,7 +14,6 @@ import pytest
 from schemas import JobSpecSchema
 from service.context import Services
 from service.jobs import JobRecord, JobStatus
-from service.trainer.child import FAULT_OOM_ABOVE_BATCH
 from service.worker import Worker
 from tests.helpers.data import write_image_folder
 from tests.helpers.models import pretrain_tiny_cnn
@@ -112,11 +111,11 @@ def test_job_past_its_time_limit_fails_with_timeout(
     assert multiprocessing.active_children() == []
 
 
-def test_out_of_memory_retries_with_half_the_batch(
-    services: Services, inputs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Fault injection (see service.trainer.child): nothing here can run out of memory on demand.
-    monkeypatch.setenv(FAULT_OOM_ABOVE_BATCH, "8")
+def test_out_of_memory_retries_with_half_the_batch(inputs: dict[str, Path], tmp_path: Path) -> None:
+    # Fault injection (Config.fault_oom_above_batch): nothing here can run out of memory on demand.
+    services = local_services(
+        tmp_path, heartbeat_seconds=0.3, min_batch_size=8, fault_oom_above_batch=8
+    )
     record = services.jobs.create(_spec(inputs, tmp_path / "out", training={"epochs": 1}))
     Worker(services).run_once()
     final = services.jobs.get(record.id)
@@ -131,9 +130,11 @@ def test_out_of_memory_retries_with_half_the_batch(
 
 
 def test_out_of_memory_below_the_floor_fails_naming_the_sizes(
-    services: Services, inputs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    inputs: dict[str, Path], tmp_path: Path
 ) -> None:
-    monkeypatch.setenv(FAULT_OOM_ABOVE_BATCH, "4")
+    services = local_services(
+        tmp_path, heartbeat_seconds=0.3, min_batch_size=8, fault_oom_above_batch=4
+    )
     record = services.jobs.create(_spec(inputs, tmp_path / "out", training={"epochs": 1}))
     Worker(services).run_once()
     final = services.jobs.get(record.id)
