@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
-from schemas.architectures import ARCHITECTURE_NAMES, ARCHITECTURES, option_error
+from schemas.architectures import option_error
 from schemas.fields import (
     ClassWeightField,
     FreezeField,
@@ -15,7 +15,9 @@ from schemas.fields import (
     StorageURIField,
     WebhookURLField,
 )
-from service.trainer.preprocessing import PREPROCESSING_NAMES
+from service.contract.architectures import ARCHITECTURE_NAMES, ARCHITECTURES, INCLUDE_TOP
+from service.contract.formats import BASE_MODEL_FORMATS, DATASET_FORMATS
+from service.contract.preprocessing import AUTO, PREPROCESSING_NAMES
 
 MAX_LABELS = 32
 LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.\-/]{0,61}[A-Za-z0-9])?$")
@@ -24,7 +26,6 @@ MAX_EPOCHS = 1000
 MAX_BATCH_SIZE = 4096
 MAX_PHASES = 20
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-DATASET_FORMATS = ("auto", "image_folder", "zip", "tar", "npz", "tfrecord")
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 PRECISIONS = ("auto", "off", "mixed_float16", "mixed_bfloat16")
 KERAS_NAME = [
@@ -51,7 +52,7 @@ class BaseModelSchema(Schema):
     )
     format = fields.String(
         load_default="auto",
-        validate=validate.OneOf(["auto", "keras", "h5", "saved_model"]),
+        validate=validate.OneOf(BASE_MODEL_FORMATS),
         metadata={"description": "Of uri. Default auto: detected by name and content."},
     )
     architecture = fields.String(
@@ -114,7 +115,7 @@ class BaseModelSchema(Schema):
                 "publishes it, or a .weights.h5).",
                 field_name="weights_uri",
             )
-        allowed = ("include_top", *ARCHITECTURES[architecture].options)
+        allowed = (INCLUDE_TOP, *ARCHITECTURES[architecture].options)
         problems: dict[str, list[str]] = {}
         for name, value in (data.get("options") or {}).items():
             if name not in allowed:
@@ -172,7 +173,7 @@ class DatasetSchema(Schema):
     )
     preprocessing = fields.String(
         load_default="auto",
-        validate=validate.OneOf(("auto", *PREPROCESSING_NAMES)),
+        validate=validate.OneOf((AUTO, *PREPROCESSING_NAMES)),
         metadata={
             "description": "What the base model expects of its pixels, built into the exported "
             "model (which always takes raw 0-255 float32 pixels): auto (the default: the "

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from service.contract.layout import KERAS_FILE, SAVED_MODEL_DIR
+
 #: What a trainer child does with a request: train and export, or only check (the dry run).
 RunMode = Literal["train", "inspect"]
 
@@ -80,8 +82,8 @@ class TrainingOutcome:
     metrics: dict[str, float]
     history: list[dict[str, Any]]
     class_names: list[str]
-    saved_model_dir: str = "saved_model"
-    keras_file: str = "model.keras"
+    saved_model_dir: str = SAVED_MODEL_DIR
+    keras_file: str = KERAS_FILE
     input_shape: list[int] = field(default_factory=list)
     trainable_weights: int = 0
     versions: dict[str, str] = field(default_factory=dict)

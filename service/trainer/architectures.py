@@ -29,7 +29,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from schemas.architectures import ARCHITECTURES
+from service.contract.architectures import ARCHITECTURES
 from service.trainer.errors import Incompatible, InvalidModel
 from service.trainer.loading import LoadedModel, open_base_model
 from service.trainer.plan import ArchitectureSettings, TrainingPlan

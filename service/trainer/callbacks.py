@@ -9,6 +9,8 @@ from typing import Any
 
 import keras
 
+from service.contract.layout import TENSORBOARD_DIR
+
 
 class ProgressCallback(keras.callbacks.Callback):  # type: ignore[misc]
     """Records each epoch's metrics and reports an ``epoch`` message.
@@ -62,11 +64,6 @@ def scalar_metrics(logs: dict[str, Any] | None) -> dict[str, float]:
         if math.isfinite(number):
             metrics[name] = number
     return metrics
-
-
-#: Folder under the trainer's output dir for TensorBoard event files (published as
-#: ``output.uri/tensorboard/`` by the worker, see service/worker/visuals.py).
-TENSORBOARD_DIR = "tensorboard"
 
 
 class EpochTensorBoard(keras.callbacks.TensorBoard):  # type: ignore[misc]

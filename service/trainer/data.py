@@ -27,7 +27,6 @@ import tensorflow as tf
 from service.trainer.errors import Incompatible, InvalidDataset
 from service.trainer.plan import AugmentationSettings
 from service.trainer.sources import (
-    IMAGE_SUFFIXES,
     Examples,
     ImageFolder,
     names_text,
@@ -36,7 +35,6 @@ from service.trainer.sources import (
 )
 
 __all__ = [
-    "IMAGE_SUFFIXES",
     "ImageDatasets",
     "ImageFolder",
     "cache_budget_bytes",

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import keras
 
-SAVED_MODEL_DIR = "saved_model"
-KERAS_FILE = "model.keras"
+from service.contract.layout import KERAS_FILE, SAVED_MODEL_DIR
 
 
 @dataclass(frozen=True)

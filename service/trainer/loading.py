@@ -33,7 +33,6 @@ from service.trainer.model_safety import check_model_file
 
 ZIP_SIGNATURE = b"PK\x03\x04"
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-SUFFIXES = {"keras": ".keras", "h5": ".h5"}
 SAVE_ADVICE = "Save the model with model.save('model.keras') (Keras 3) and submit that file."
 
 

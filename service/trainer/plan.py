@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from schemas.architectures import ARCHITECTURES
+from service.contract.architectures import ARCHITECTURES
 from service.trainer.errors import Incompatible, InvalidDataset
 
 FreezeKind = Literal["none", "base", "first_n", "until", "pattern"]

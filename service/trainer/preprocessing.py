@@ -12,9 +12,7 @@ of a Keras applications family (FAMILY_MODES), meaning the same as that family's
   ``Conv2D`` (a channel permutation with the negative mean as bias).
 - ``none``: families whose models preprocess inside themselves (EfficientNet, ConvNeXt, ...).
 
-This module imports Keras only inside ``preprocessing_layers``, so the job spec schema can take
-the names from here without loading TensorFlow. The named architectures of a later release use
-FAMILY_MODES too.
+The names and modes are service.contract.preprocessing's; this module builds their layers.
 """
 
 from __future__ import annotations
@@ -22,33 +20,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from service.contract.preprocessing import FAMILY_MODES, PREPROCESSING_NAMES
 from service.trainer.errors import Incompatible
 
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
-#: Keras applications family (module name) -> its preprocess_input mode.
-FAMILY_MODES: dict[str, str] = {
-    "convnext": "none",
-    "densenet": "torch",
-    "efficientnet": "none",
-    "efficientnet_v2": "none",
-    "inception_resnet_v2": "tf",
-    "inception_v3": "tf",
-    "mobilenet": "tf",
-    "mobilenet_v2": "tf",
-    "mobilenet_v3": "none",
-    "nasnet": "tf",
-    "resnet": "caffe",
-    "resnet50": "caffe",
-    "resnet_v2": "tf",
-    "vgg16": "caffe",
-    "vgg19": "caffe",
-    "xception": "tf",
-}
-#: Every accepted ``dataset.preprocessing`` value.
-PREPROCESSING_NAMES: tuple[str, ...] = ("none", "rescale", *sorted(FAMILY_MODES))
 #: Names of the built-in preprocessing layers; their weights are fixed, never trained.
 FIXED_LAYER_NAME = re.compile(r"^preprocess(_\d+)?$")
 

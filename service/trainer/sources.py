@@ -23,12 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from service.contract.formats import IMAGE_SUFFIXES, TFRECORD_SUFFIXES
 from service.trainer.errors import InvalidDataset
 
-IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
-TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrec")
-SOURCES = ("image_folder", "npz", "tfrecord")
 #: Records whose images are test-decoded while scanning TFRecords (the rest decode in training).
 TFRECORD_CHECKED_IMAGES = 8
 
@@ -234,15 +232,7 @@ def tfrecord_files(path: str | os.PathLike[str]) -> list[str]:
     root = Path(path)
     if root.is_file():
         return [str(root)]
-    found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(
-            os.path.join(dirpath, name)
-            for name in sorted(filenames)
-            if name.lower().endswith(TFRECORD_SUFFIXES) and not name.startswith(".")
-        )
-    return found
+    return _files_below(root, TFRECORD_SUFFIXES)
 
 
 def scan_tfrecords(path: str | os.PathLike[str], field: str) -> Examples:
@@ -303,13 +293,18 @@ def scan_tfrecords(path: str | os.PathLike[str], field: str) -> Examples:
 
 def image_files(folder: Path) -> list[str]:
     """Image files below ``folder`` (recursively), sorted, hidden ones skipped."""
+    return _files_below(folder, IMAGE_SUFFIXES)
+
+
+def _files_below(folder: Path, suffixes: tuple[str, ...]) -> list[str]:
+    """Files below ``folder`` (recursively) ending in one of ``suffixes``, sorted, not hidden."""
     found: list[str] = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         found.extend(
             os.path.join(dirpath, name)
             for name in sorted(filenames)
-            if name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith(".")
+            if name.lower().endswith(suffixes) and not name.startswith(".")
         )
     return found
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from service.contract.formats import ARCHIVE_SUFFIXES
 from service.worker.errors import JobFailure
 
 ZIP_SIGNATURE = b"PK\x03\x04"
@@ -58,11 +59,7 @@ class _Member:
 def archive_kind(name: str) -> str | None:
     """``zip`` or ``tar`` by file name (``.zip``, ``.tar``, ``.tar.gz``, ``.tgz``), else None."""
     lower = name.lower()
-    if lower.endswith(".zip"):
-        return "zip"
-    if lower.endswith((".tar", ".tar.gz", ".tgz")):
-        return "tar"
-    return None
+    return next((kind for kind, ends in ARCHIVE_SUFFIXES.items() if lower.endswith(ends)), None)
 
 
 def extract_archive(

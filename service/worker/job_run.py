@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from service.contract.layout import MANIFEST_FILE
 from service.contract.request import TrainingOutcome, TrainingRequest
 from service.jobs import JobRecord, JobStore
 from service.jobs.checkpoints import CheckpointStore
@@ -25,8 +26,6 @@ from service.worker.staging import StagedInputs, Stager
 from service.worker.visuals import prepare_visuals
 
 log = logging.getLogger(__name__)
-
-OUTPUT_NAMES = ("saved_model", "model.keras", "manifest.json")
 
 
 class JobRun:
@@ -245,7 +244,7 @@ class JobRun:
         uris = {
             "saved_model_uri": str(output.child(outcome.saved_model_dir + "/")),
             "keras_uri": str(output.child(outcome.keras_file)),
-            "manifest_uri": str(output.child("manifest.json")),
+            "manifest_uri": str(output.child(MANIFEST_FILE)),
         }
         outputs_dir = self.job_dir / "outputs"
         visuals = prepare_visuals(outcome.history, outputs_dir, self.record.name or self.record.id)
@@ -255,7 +254,7 @@ class JobRun:
             outcome.keras_file,
             *(name.rstrip("/") for name in visuals.values()),
         ]
-        self.published = [*names, "manifest.json"]
+        self.published = [*names, MANIFEST_FILE]
         self.stager.upload_outputs(str(output), outputs_dir, names)
         uris.update({field: str(output.child(name)) for field, name in visuals.items()})
         timings["uploading"] = round(time.monotonic() - upload_started, 3)

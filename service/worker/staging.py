@@ -26,6 +26,7 @@ from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from service.contract.formats import NPZ_SUFFIX, TFRECORD_SUFFIXES
 from service.storage.base import ObjectInfo, ObjectStore, local_path_for
 from service.storage.errors import NoSuchKey, StorageError, StorageUnavailable
 from service.storage.resolver import Storage
@@ -42,7 +43,6 @@ from service.worker.errors import JobFailure
 
 log = logging.getLogger(__name__)
 
-TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrec")
 GLOB_CHARS = re.compile(r"[*?\[]")
 
 
@@ -419,7 +419,7 @@ class Stager:
 def _kind_of(name: str, local: Path) -> str | None:
     """``zip``, ``tar``, ``npz`` or ``tfrecord`` by name, then by content; None if neither."""
     lower = name.lower()
-    if lower.endswith(".npz"):
+    if lower.endswith(NPZ_SUFFIX):
         return "npz"
     if lower.endswith(TFRECORD_SUFFIXES):
         return "tfrecord"

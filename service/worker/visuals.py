@@ -6,13 +6,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from service.contract.layout import HISTORY_PLOT_FILE, TENSORBOARD_DIR
 from service.worker.history_plot import plot_history
 
 log = logging.getLogger(__name__)
-
-HISTORY_PLOT = "history.png"
-#: The trainer writes TensorBoard event files here, under its output folder (trainer/callbacks.py).
-TENSORBOARD_DIR = "tensorboard"
 
 
 def warm_up() -> None:
@@ -38,10 +35,10 @@ def prepare_visuals(
     """
     visuals: dict[str, str] = {}
     try:
-        plot_history(history, outputs_dir / HISTORY_PLOT, title)
-        visuals["history_plot_uri"] = HISTORY_PLOT
+        plot_history(history, outputs_dir / HISTORY_PLOT_FILE, title)
+        visuals["history_plot_uri"] = HISTORY_PLOT_FILE
     except Exception:
-        log.exception("could not draw %s; publishing the model without it", HISTORY_PLOT)
+        log.exception("could not draw %s; publishing the model without it", HISTORY_PLOT_FILE)
     if (outputs_dir / TENSORBOARD_DIR).is_dir():
         visuals["tensorboard_uri"] = TENSORBOARD_DIR + "/"
     return visuals

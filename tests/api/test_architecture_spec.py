@@ -8,7 +8,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from schemas import JobSpecSchema
-from schemas.architectures import ARCHITECTURES
+from service.contract.architectures import ARCHITECTURES
+from service.contract.preprocessing import FAMILY_MODES
 from service.trainer.plan import TrainingPlan
 from tests.helpers.specs import raw_spec
 
@@ -130,7 +131,5 @@ def test_preprocessing_auto_is_the_architecture_family_else_none() -> None:
 
 
 def test_every_architecture_names_a_known_preprocessing_family() -> None:
-    from service.trainer.preprocessing import FAMILY_MODES
-
     assert len(ARCHITECTURES) >= 40
     assert all(arch.family in FAMILY_MODES for arch in ARCHITECTURES.values())

@@ -147,7 +147,7 @@ def test_a_whole_saved_model_h5_is_not_a_weights_file(tmp_path: Path) -> None:
 def test_every_allowed_architecture_is_a_keras_applications_constructor() -> None:
     import keras
 
-    from schemas.architectures import ARCHITECTURES
+    from service.contract.architectures import ARCHITECTURES
 
     missing = [name for name in ARCHITECTURES if not hasattr(keras.applications, name)]
     assert missing == []

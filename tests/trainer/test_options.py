@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from service.contract.preprocessing import FAMILY_MODES
 from service.trainer.data import class_weights, load_image_datasets
 from service.trainer.errors import Incompatible
 from service.trainer.freezing import Freezer
 from service.trainer.model_surgery import build_model
 from service.trainer.plan import AugmentationSettings, FreezeRule, HeadSettings
 from service.trainer.precision import resolve_policy
-from service.trainer.preprocessing import FAMILY_MODES, preprocessing_layers
+from service.trainer.preprocessing import preprocessing_layers
 from service.trainer.run import train
 from tests.helpers.models import build_tiny_cnn
 from tests.trainer.support import Recorder, make_request
