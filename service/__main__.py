@@ -12,23 +12,24 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from service import settings
+from service.config import Config
 from service.logs import configure_logging
 from service.security import SecurityError
+from service.settings import SettingError
 
 log = logging.getLogger("service")
 
 
-def _worker(_: argparse.Namespace) -> int:
+def _worker(_: argparse.Namespace, config: Config) -> int:
     # A worker serves its own metrics; it must not write into an API server's multiprocess dir.
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    from service.config import Config
     from service.context import build_services
     from service.worker import Worker
     from service.worker.isolation import make_undumpable
 
     # Before anything holds credentials in memory: the trainer must not read them from here.
     make_undumpable()
-    config = Config.from_env()
     worker = Worker(build_services(config))
     if config.worker_metrics_port:
         worker.observer.metrics.serve(config.worker_metrics_port)
@@ -43,13 +44,11 @@ def _worker(_: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace, config: Config) -> int:
     from service.app import load_tokens
-    from service.config import Config
     from service.context import build_services
     from service.http_server import serve_api
 
-    config = Config.from_env()
     # Fail fast, before starting anything, on an unusable auth file or storage.
     load_tokens(config)
     build_services(config)
@@ -72,7 +71,7 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _token(args: argparse.Namespace) -> int:
+def _token(args: argparse.Namespace, _: Config) -> int:
     from service.security.issuing import add_to_auth_file, issue_token
 
     issued = issue_token(args.tenant, args.name)
@@ -94,9 +93,29 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace, config: Config) -> int:
+    if args.markdown:
+        print(markdown_tables()[args.table], end="")
+        return 0
+    for name, row in settings.rows(Config):
+        value = getattr(config, name)
+        shown = ("(set)" if value else "(unset)") if row.secret else value
+        print(f"{row.env}{'*' if row.prefix else ''}: {name}={shown!r}")
+    return 0
+
+
+def markdown_tables() -> dict[str, str]:
+    """The README's settings tables, generated from the settings tables (by name)."""
+    from service.cli.settings import CliSettings
+
+    return {
+        "service": settings.markdown_table(row for _, row in settings.rows(Config)),
+        "cli": settings.markdown_table(row for _, row in settings.rows(CliSettings)),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Parse the command line and run the chosen entry point."""
-    configure_logging()
+    """Parse the command line, read the settings and run the chosen entry point."""
     parser = argparse.ArgumentParser(
         prog="python -m service", description="Keras fine-tuning service."
     )
@@ -125,9 +144,26 @@ def main(argv: list[str] | None = None) -> int:
         "--write", action="append", default=[], metavar="PREFIX", help="Writable prefix (repeat)."
     )
     token.set_defaults(run=_token)
+    listing = commands.add_parser(
+        "settings",
+        help="Show the settings as read from the environment, or their table (--markdown).",
+    )
+    listing.add_argument(
+        "--markdown", action="store_true", help="Print the README's table of the settings."
+    )
+    listing.add_argument(
+        "--table", choices=("service", "cli"), default="service", help="Which table (--markdown)."
+    )
+    listing.set_defaults(run=_settings)
     args = parser.parse_args(argv)
     try:
-        return int(args.run(args))
+        config = Config.from_env()
+    except SettingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.log_level, config.log_format)
+    try:
+        return int(args.run(args, config))
     except SecurityError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

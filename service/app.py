@@ -6,6 +6,7 @@ Nothing here imports TensorFlow: an API process starts in well under a second an
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
@@ -44,8 +45,8 @@ def create_app(
         AuthFileError: ``FINETUNE_AUTH_FILE`` is set but unusable (the message says why);
             the service refuses to start rather than run open by mistake.
     """
-    configure_logging()
     config = config or (services.config if services else Config.from_env())
+    configure_logging(config.log_level, config.log_format)
     tokens = load_tokens(config)
     services = services or build_services(config)
     app = Flask(__name__)
@@ -61,7 +62,7 @@ def create_app(
         MAX_CONTENT_LENGTH=config.max_body_bytes,
         JSON_SORT_KEYS=False,
     )
-    app.config.from_prefixed_env("FINETUNE_FLASK")
+    _apply_flask_settings(app, config.flask)
     if test_config:
         app.config.update(test_config)
     app.extensions["finetune"] = services
@@ -103,6 +104,16 @@ def create_app(
     errors.register(app)
     log.info("API ready: state in %s", config.state_uri)
     return app
+
+
+def _apply_flask_settings(app: Flask, values: Mapping[str, Any]) -> None:
+    """``FINETUNE_FLASK_<KEY>`` into ``app.config``; ``A__B`` sets key B of the dict at A."""
+    for key, value in values.items():
+        *parents, child = key.split("__")
+        target: dict[str, Any] = app.config
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[child] = value
 
 
 def load_tokens(config: Config) -> TokenTable | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 
 from service.config import Config
 from service.jobs import JobStore
@@ -25,7 +26,10 @@ class Services:
 
 def build_services(config: Config, *, self_check: bool = True) -> Services:
     """Open storage and the job store; refuse a backend that ignores conditional writes."""
-    storage = Storage(make_s3_client, allow_local=config.allow_local_storage)
+    storage = Storage(
+        partial(make_s3_client, addressing_style=config.s3_addressing_style),
+        allow_local=config.allow_local_storage,
+    )
     state_store, prefix = storage.open_state_store(config.state_uri)
     if self_check:
         verify_conditional_writes(state_store, prefix + "_selfcheck/")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import os
 import re
 import threading
 from collections.abc import Iterator
@@ -81,13 +80,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def make_formatter(log_format: str | None = None) -> logging.Formatter:
-    """The formatter for ``log_format`` (``text`` or ``json``; default ``FINETUNE_LOG_FORMAT``)."""
-    chosen = (log_format or os.environ.get("FINETUNE_LOG_FORMAT") or "text").lower()
+def make_formatter(log_format: str) -> logging.Formatter:
+    """The formatter for ``log_format``: ``text`` or ``json`` (``FINETUNE_LOG_FORMAT``)."""
+    chosen = log_format.lower()
     if chosen == "json":
         return JsonFormatter()
     if chosen != "text":
-        raise ValueError(f"FINETUNE_LOG_FORMAT must be text or json. Received: {chosen!r}")
+        raise ValueError(f"log_format must be text or json. Received: log_format={log_format!r}")
     return logging.Formatter(TEXT_FORMAT)
 
 
@@ -96,8 +95,12 @@ def make_formatter(log_format: str | None = None) -> logging.Formatter:
 ACCESS_LOG_FORMAT = '%(h)s %(t)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
 
 
-def configure_logging() -> None:
-    """One line per record on stderr, at ``FINETUNE_LOG_LEVEL`` (default INFO); idempotent.
+def configure_logging(level: str, log_format: str) -> None:
+    """One line per record on stderr, at ``level``, in ``log_format``; idempotent.
+
+    Args:
+        level: A logging level name (``FINETUNE_LOG_LEVEL``).
+        log_format: ``text`` or ``json`` (``FINETUNE_LOG_FORMAT``).
 
     The handler redacts secrets (see service.security.redaction) from every record that
     reaches it, whichever logger it came from.
@@ -108,10 +111,10 @@ def configure_logging() -> None:
     handler = logging.StreamHandler()
     handler._finetune = True  # type: ignore[attr-defined]
     handler.addFilter(RedactingFilter())
-    handler.setFormatter(make_formatter())
+    handler.setFormatter(make_formatter(log_format))
     handler.addFilter(JobIdFilter())
     root.addHandler(handler)
-    root.setLevel(os.environ.get("FINETUNE_LOG_LEVEL", "INFO").upper())
+    root.setLevel(level.upper())
     for noisy in ("botocore", "boto3", "s3transfer", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -14,7 +14,6 @@ from service import __version__
 from service.cli.errors import CliError
 from service.cli.exit_codes import ExitCode
 
-DEFAULT_URL = "http://127.0.0.1:8080"
 #: Statuses worth another try for a request that changes nothing (GET) or is idempotent.
 _RETRY_STATUSES = frozenset({502, 503, 504})
 

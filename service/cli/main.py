@@ -1,25 +1,26 @@
 """``finetune``: submit, watch and manage fine-tuning jobs from a shell or a CI step.
 
-Configuration from the environment: ``FINETUNE_URL`` (default http://127.0.0.1:8080) and
-``FINETUNE_TOKEN`` (sent as ``Authorization: Bearer``). Exit codes: see exit_codes.py.
+Configuration from the environment: see settings.py (``FINETUNE_URL``, ``FINETUNE_TOKEN``).
+Exit codes: see exit_codes.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-from service.cli.client import DEFAULT_URL, ApiClient
+from service.cli.client import ApiClient
 from service.cli.errors import CliError
 from service.cli.exit_codes import ExitCode, for_job
 from service.cli.progress import describe_outcome, describe_progress, make_view
+from service.cli.settings import CliSettings, environment_help
 from service.cli.spec_file import load_spec
 from service.cli.waiting import FINAL_STATUSES, WaitTimedOut, wait_for
+from service.settings import SettingError
 
 EXIT_CODES_HELP = """exit codes:
   0  success; with --wait / wait: the job succeeded
@@ -32,9 +33,7 @@ EXIT_CODES_HELP = """exit codes:
   6  the service answered 5xx
 
 environment:
-  FINETUNE_URL    the service (default http://127.0.0.1:8080)
-  FINETUNE_TOKEN  bearer token, where the service requires one
-"""
+""" + environment_help()
 
 Command = Callable[[argparse.Namespace, ApiClient], int]
 
@@ -235,12 +234,13 @@ def cmd_validate(args: argparse.Namespace, client: ApiClient) -> int:
 
 
 # the parser ----------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    """The ``finetune`` argument parser."""
+def build_parser(environment: CliSettings | None = None) -> argparse.ArgumentParser:
+    """The ``finetune`` argument parser; ``--url`` defaults to the environment's URL."""
+    environment = environment or CliSettings()
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--url",
-        default=os.environ.get("FINETUNE_URL") or DEFAULT_URL,
+        default=environment.url,
         help="the service (default: $FINETUNE_URL or %(default)s)",
     )
     common.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
@@ -317,11 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return its exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    client = ApiClient(
-        args.url, token=os.environ.get("FINETUNE_TOKEN") or None, timeout=args.request_timeout
-    )
+    try:
+        environment = CliSettings.from_env()
+    except SettingError as exc:
+        _err(f"finetune: {exc}")
+        return int(ExitCode.CLIENT_ERROR)
+    args = build_parser(environment).parse_args(argv)
+    client = ApiClient(args.url, token=environment.token, timeout=args.request_timeout)
     try:
         return int(args.run(args, client))
     except CliError as exc:

@@ -23,23 +23,25 @@ ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 def make_s3_client(
     *,
     endpoint_url: str | None = None,
+    addressing_style: str | None = None,
     max_attempts: int = 5,
     connect_timeout: float = 5.0,
     read_timeout: float = 60.0,
     max_pool_connections: int = 32,
 ) -> S3Client:
-    """Create an S3 client configured from the environment.
+    """Create an S3 client configured from the environment, as boto3 reads it.
 
     boto3 itself reads the endpoint (``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``), the
     credentials and ``AWS_DEFAULT_REGION``; the region defaults to us-east-1 where none is set.
-    ``FINETUNE_S3_ADDRESSING_STYLE`` (``auto``, ``path`` or ``virtual``) defaults to ``path``
-    where a custom endpoint is configured, as S3-compatible servers mostly expect, else ``auto``.
 
     The client comes from a fresh ``boto3.session.Session()``: sessions are not thread-safe,
     clients are, so the one returned may be shared by every thread of the process.
 
     Args:
         endpoint_url: An endpoint overriding the environment's (tests, one-off tools).
+        addressing_style: ``auto``, ``path`` or ``virtual`` (the service passes its setting
+            ``FINETUNE_S3_ADDRESSING_STYLE``); None: ``path`` where a custom endpoint is
+            configured, as S3-compatible servers mostly expect, else ``auto``.
         max_attempts: Tries per request, the first included, in botocore's standard retry mode.
         connect_timeout: Seconds to wait for a connection.
         read_timeout: Seconds to wait for data on an open connection.
@@ -49,7 +51,7 @@ def make_s3_client(
         A boto3 S3 client.
 
     Raises:
-        ValueError: ``FINETUNE_S3_ADDRESSING_STYLE`` or an argument is out of range.
+        ValueError: An argument is out of range.
     """
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be at least 1. Received: max_attempts={max_attempts}")
@@ -62,29 +64,34 @@ def make_s3_client(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         max_pool_connections=max_pool_connections,
-        s3={"addressing_style": addressing_style(custom_endpoint=endpoint_url is not None)},
+        s3={"addressing_style": choose_addressing_style(addressing_style, endpoint_url)},
     )
     client: S3Client = session.client("s3", endpoint_url=endpoint_url, config=config)
     return client
 
 
-def addressing_style(custom_endpoint: bool = False) -> AddressingStyle:
-    """The S3 addressing style from ``FINETUNE_S3_ADDRESSING_STYLE``, or its default.
+def choose_addressing_style(
+    configured: str | None, endpoint_url: str | None = None
+) -> AddressingStyle:
+    """``configured``, or where None the default for the endpoint in use.
 
     Args:
-        custom_endpoint: Whether the caller passes an endpoint of its own.
+        configured: The style asked for, if any.
+        endpoint_url: The endpoint passed to the client, if any; boto3's endpoint variables
+            count as well.
 
     Raises:
-        ValueError: The variable holds something other than auto, path or virtual.
+        ValueError: ``configured`` is not auto, path or virtual.
     """
-    configured = os.environ.get("FINETUNE_S3_ADDRESSING_STYLE", "").strip().lower()
-    if configured:
-        if configured not in ADDRESSING_STYLES:
-            raise ValueError(
-                "FINETUNE_S3_ADDRESSING_STYLE must be one of "
-                f"{', '.join(ADDRESSING_STYLES)}. Received: {configured!r}"
-            )
-        return configured
-    if custom_endpoint or any(os.environ.get(name) for name in ENDPOINT_VARIABLES):
+    if configured is not None:
+        for style in ADDRESSING_STYLES:
+            if configured == style:
+                return style
+        raise ValueError(
+            f"addressing_style must be one of {', '.join(ADDRESSING_STYLES)}. "
+            f"Received: addressing_style={configured!r}"
+        )
+    # boto3's own variables, read only to choose this default.
+    if endpoint_url is not None or any(os.environ.get(name) for name in ENDPOINT_VARIABLES):
         return "path"
     return "auto"

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from service.config import Config
+from service.settings import SettingError
 from service.storage import (
     NoSuchBucket,
     NoSuchKey,
@@ -20,7 +22,7 @@ from service.storage import (
     StorageUnavailable,
     make_s3_client,
 )
-from service.storage.client import addressing_style
+from service.storage.client import choose_addressing_style
 from tests.helpers.net import free_port
 
 
@@ -57,17 +59,18 @@ def test_client_from_environment_talks_path_style_to_the_custom_endpoint(
 
 
 def test_addressing_style_defaults_and_override(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "FINETUNE_S3_ADDRESSING_STYLE"):
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
-    assert addressing_style() == "auto"
-    assert addressing_style(custom_endpoint=True) == "path"
+    assert choose_addressing_style(None) == "auto"
+    assert choose_addressing_style(None, endpoint_url="http://minio:9000") == "path"
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://minio:9000")
-    assert addressing_style() == "path"
-    monkeypatch.setenv("FINETUNE_S3_ADDRESSING_STYLE", "Virtual")
-    assert addressing_style() == "virtual"
-    monkeypatch.setenv("FINETUNE_S3_ADDRESSING_STYLE", "sideways")
+    assert choose_addressing_style(None) == "path"
+    configured = Config.from_env({"FINETUNE_S3_ADDRESSING_STYLE": "Virtual"})
+    assert choose_addressing_style(configured.s3_addressing_style) == "virtual"
+    with pytest.raises(SettingError, match="FINETUNE_S3_ADDRESSING_STYLE must be one of auto"):
+        Config.from_env({"FINETUNE_S3_ADDRESSING_STYLE": "sideways"})
     with pytest.raises(ValueError, match="sideways"):
-        addressing_style()
+        choose_addressing_style("sideways")
 
 
 def test_region_defaults_to_us_east_1(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
