@@ -45,7 +45,7 @@ JOB_RUNNING_EXAMPLE: dict[str, Any] = {
     "updated_at": "2026-11-27T21:06:41Z",
     "name": "flowers-refresh",
     "labels": {"team": "vision", "ci_run": "4812"},
-    "spec": {"...": "the validated spec, every default filled in"},
+    "spec": JOB_SPEC_EXAMPLE,
     "attempt": 1,
     "progress": {"phase": "training", "epoch": 3, "epochs": 8, "percent": 37.5},
     "metrics": {"loss": 0.41, "accuracy": 0.87, "val_loss": 0.52, "val_accuracy": 0.84},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from marshmallow import ValidationError, fields
@@ -85,6 +85,42 @@ class FreezeField(fields.Field[Any]):
 
     WORDS = ("none", "base")
     KEYS = ("first_n", "until", "pattern")
+    #: Each form of a freeze rule, a component of the OpenAPI document (the field's ``oneOf``
+    #: names them), so that a generated client has one type per form.
+    OPENAPI_COMPONENTS: ClassVar[dict[str, dict[str, Any]]] = {
+        "FreezeWord": {
+            "type": "string",
+            "enum": list(WORDS),
+            "description": '"none": all layers train; "base": all but the new head.',
+        },
+        "FreezeFirstN": {
+            "type": "object",
+            "description": "Freeze the first N layers of the base.",
+            "properties": {
+                "first_n": {"type": "integer", "minimum": 0, "maximum": MAX_LAYER_INDEX}
+            },
+            "required": ["first_n"],
+            "additionalProperties": False,
+        },
+        "FreezeUntil": {
+            "type": "object",
+            "description": "Freeze that layer and all before it.",
+            "properties": {
+                "until": {"type": "string", "minLength": 1, "maxLength": MAX_LAYER_NAME}
+            },
+            "required": ["until"],
+            "additionalProperties": False,
+        },
+        "FreezePattern": {
+            "type": "object",
+            "description": "Freeze the layers whose name matches the regular expression.",
+            "properties": {
+                "pattern": {"type": "string", "minLength": 1, "maxLength": MAX_LAYER_NAME}
+            },
+            "required": ["pattern"],
+            "additionalProperties": False,
+        },
+    }
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("metadata", {})
@@ -94,33 +130,7 @@ class FreezeField(fields.Field[Any]):
                 '(the first N layers of the base), {"until": "layer_name"} (that layer and all '
                 'before it), or {"pattern": "regex"} (layers whose name matches).'
             ),
-            "oneOf": [
-                {"type": "string", "enum": list(self.WORDS)},
-                {
-                    "type": "object",
-                    "properties": {
-                        "first_n": {"type": "integer", "minimum": 0, "maximum": MAX_LAYER_INDEX}
-                    },
-                    "required": ["first_n"],
-                    "additionalProperties": False,
-                },
-                {
-                    "type": "object",
-                    "properties": {
-                        "until": {"type": "string", "minLength": 1, "maxLength": MAX_LAYER_NAME}
-                    },
-                    "required": ["until"],
-                    "additionalProperties": False,
-                },
-                {
-                    "type": "object",
-                    "properties": {
-                        "pattern": {"type": "string", "minLength": 1, "maxLength": MAX_LAYER_NAME}
-                    },
-                    "required": ["pattern"],
-                    "additionalProperties": False,
-                },
-            ],
+            "oneOf": list(self.OPENAPI_COMPONENTS),
             **kwargs["metadata"],
         }
         super().__init__(**kwargs)
@@ -243,25 +253,32 @@ class WebhookURLField(fields.String):
 class ClassWeightField(fields.Field[Any]):
     """Class weights: ``"balanced"``, or an object of class name to a positive weight."""
 
+    MAX_CLASSES = 100_000
+    MAX_WEIGHT = 1_000_000
+    #: Both forms, components of the OpenAPI document (see ``FreezeField``).
+    OPENAPI_COMPONENTS: ClassVar[dict[str, dict[str, Any]]] = {
+        "ClassWeightBalanced": {
+            "type": "string",
+            "enum": ["balanced"],
+            "description": "Weights inverse to the class frequency.",
+        },
+        "ClassWeights": {
+            "type": "object",
+            "description": "Class name to weight; classes not named weigh 1.",
+            "minProperties": 1,
+            "maxProperties": MAX_CLASSES,
+            "additionalProperties": {
+                "type": "number",
+                "minimum": 0,
+                "exclusiveMinimum": True,
+                "maximum": MAX_WEIGHT,
+            },
+        },
+    }
+
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("metadata", {})
-        kwargs["metadata"] = {
-            "oneOf": [
-                {"type": "string", "enum": ["balanced"]},
-                {
-                    "type": "object",
-                    "minProperties": 1,
-                    "maxProperties": 100_000,
-                    "additionalProperties": {
-                        "type": "number",
-                        "minimum": 0,
-                        "exclusiveMinimum": True,
-                        "maximum": 1_000_000,
-                    },
-                },
-            ],
-            **kwargs["metadata"],
-        }
+        kwargs["metadata"] = {"oneOf": list(self.OPENAPI_COMPONENTS), **kwargs["metadata"]}
         super().__init__(**kwargs)
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
@@ -276,7 +293,7 @@ class ClassWeightField(fields.Field[Any]):
             raise ValidationError(
                 'Must be "balanced" or an object of class name to weight, e.g. {"cat": 2.0}.'
             )
-        if len(value) > 100_000:
+        if len(value) > self.MAX_CLASSES:
             raise ValidationError("Too many classes.")
         weights: dict[str, float] = {}
         for name, weight in value.items():
@@ -285,8 +302,10 @@ class ClassWeightField(fields.Field[Any]):
             if (
                 isinstance(weight, bool)
                 or not isinstance(weight, int | float)
-                or not (0 < weight <= 1e6)
+                or not (0 < weight <= self.MAX_WEIGHT)
             ):
-                raise ValidationError({name: ["Must be a number above 0 (at most 1000000)."]})
+                raise ValidationError(
+                    {name: [f"Must be a number above 0 (at most {self.MAX_WEIGHT})."]}
+                )
             weights[name] = float(weight)
         return weights

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import Schema, fields
+
+from schemas.job_spec import JobSpecSchema
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 PHASES = ("queued", "downloading", "loading", "training", "exporting", "uploading", "done")
@@ -18,6 +22,21 @@ ERROR_CODES = (
     "attempts_exhausted",
     "internal",
 )
+
+
+class AsStoredField(fields.Nested):
+    """A nested object the document describes by its schema, and that is dumped as stored.
+
+    A job's spec was loaded through ``JobSpecSchema`` when the job was created, so it already
+    has that schema's form; dumping it through the schema again on every read would rebuild
+    each level of it for the same result.
+    """
+
+    # Field and Nested name the first argument differently: no signature satisfies both.
+    def _serialize(  # type: ignore[override]
+        self, nested_obj: Any, attr: str | None, obj: Any, **kwargs: Any
+    ) -> Any:
+        return nested_obj
 
 
 class ProgressSchema(Schema):
@@ -90,15 +109,19 @@ class JobSchema(Schema):
     """A fine-tuning job."""
 
     id = fields.String(required=True, metadata={"example": "ftj_01JD3Q7Z8KX4W2C9V6B5N3M1PQ"})
-    status = fields.String(required=True, metadata={"enum": list(STATUSES)})
+    status = fields.String(
+        required=True, metadata={"enum": list(STATUSES), "component": "JobStatus"}
+    )
     created_at = fields.String(required=True)
     started_at = fields.String(allow_none=True)
     finished_at = fields.String(allow_none=True)
     updated_at = fields.String(metadata={"description": "Last change of the record."})
     name = fields.String(allow_none=True)
     labels = fields.Dict(keys=fields.String(), values=fields.String())
-    spec = fields.Dict(
-        required=True, metadata={"description": "The validated spec, defaults filled in."}
+    spec = AsStoredField(
+        JobSpecSchema,
+        required=True,
+        metadata={"description": "The validated spec, defaults filled in."},
     )
     attempt = fields.Integer(required=True)
     progress = fields.Nested(ProgressSchema, required=True)

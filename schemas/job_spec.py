@@ -34,6 +34,11 @@ KERAS_NAME = [
 ]
 
 
+#: In the document's rules that tie fields together: a field absent or null, or set.
+_NULL: dict[str, Any] = {"enum": [None]}
+_SET: dict[str, Any] = {"not": _NULL}
+
+
 def _defaults(schema: type[Schema]) -> Any:
     """A load_default that fills a nested object with its own defaults."""
     return lambda: schema().load({})
@@ -42,6 +47,38 @@ def _defaults(schema: type[Schema]) -> Any:
 class BaseModelSchema(Schema):
     """The pretrained model to start from: a model file (``uri``), or a named architecture
     with its weights file (``architecture`` + ``weights_uri``)."""
+
+    #: ``_one_source``'s rule in the OpenAPI document (see service/api/openapi_extras.py), as
+    #: the combinations it refuses: neither source, both, architecture without weights_uri,
+    #: weights_uri or options without architecture, a format with architecture. (The option
+    #: names each architecture takes are listed in ``options``' description.)
+    OPENAPI_EXTRA: ClassVar[dict[str, Any]] = {
+        "not": {
+            "anyOf": [
+                {"properties": {"uri": _NULL, "architecture": _NULL}},
+                {
+                    "required": ["uri", "architecture"],
+                    "properties": {"uri": _SET, "architecture": _SET},
+                },
+                {
+                    "required": ["architecture"],
+                    "properties": {"architecture": _SET, "weights_uri": _NULL},
+                },
+                {
+                    "required": ["weights_uri"],
+                    "properties": {"architecture": _NULL, "weights_uri": _SET},
+                },
+                {
+                    "required": ["options"],
+                    "properties": {"architecture": _NULL, "options": {"minProperties": 1}},
+                },
+                {
+                    "required": ["architecture", "format"],
+                    "properties": {"architecture": _SET, "format": {"not": {"enum": ["auto"]}}},
+                },
+            ]
+        }
+    }
 
     uri = StorageURIField(
         load_default=None,
@@ -59,9 +96,10 @@ class BaseModelSchema(Schema):
         load_default=None,
         validate=validate.OneOf(ARCHITECTURE_NAMES),
         metadata={
+            "component": "Architecture",
             "description": "Instead of uri: a keras.applications architecture by name "
             "(MobileNetV2, ResNet50, EfficientNetB0, ...), built without weights and loaded "
-            "from weights_uri. The service never downloads weights from the internet."
+            "from weights_uri. The service never downloads weights from the internet.",
         },
     )
     weights_uri = StorageURIField(
@@ -365,13 +403,10 @@ class OutputSchema(Schema):
 class GateSchema(Schema):
     """A bar the final metric must clear for the job to succeed."""
 
-    #: min, max or both: stated in the OpenAPI document (see service/api/openapi_extras.py).
-    OPENAPI_EXTRA: ClassVar[dict[str, Any]] = {
-        "anyOf": [
-            {"required": ["min"], "properties": {"min": {"type": "number"}}},
-            {"required": ["max"], "properties": {"max": {"type": "number"}}},
-        ]
-    }
+    #: min, max or both: stated in the OpenAPI document (see service/api/openapi_extras.py) as
+    #: "not both missing or null"; an ``anyOf`` of the two would make client generators read
+    #: the gate as a union of two partial objects and lose ``metric``.
+    OPENAPI_EXTRA: ClassVar[dict[str, Any]] = {"not": {"properties": {"min": _NULL, "max": _NULL}}}
 
     metric = fields.String(required=True, validate=validate.Length(min=1, max=64))
     min = fields.Float(

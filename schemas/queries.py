@@ -18,7 +18,8 @@ class JobListQuerySchema(Schema):
     """Arguments of ``GET /v1/jobs``."""
 
     status = fields.String(
-        validate=validate.OneOf(STATUSES), metadata={"description": "Only jobs with this status."}
+        validate=validate.OneOf(STATUSES),
+        metadata={"description": "Only jobs with this status.", "component": "JobStatus"},
     )
     label = fields.String(
         validate=[

@@ -107,7 +107,7 @@ def _unbounded(document: dict[str, Any], schema: dict[str, Any], where: str) -> 
     """Places in ``schema`` (an OpenAPI schema) that have no documented maximum."""
     schema = _resolve(document, schema)
     found: list[str] = []
-    for key in ("oneOf", "anyOf"):
+    for key in ("oneOf", "anyOf", "allOf"):
         for index, option in enumerate(schema.get(key, [])):
             if option.get("nullable") and option.get("type") == "object" and len(option) <= 3:
                 continue  # apispec's "or null" of a nullable nested object
