@@ -62,9 +62,7 @@ def test_a_job_refers_to_the_job_spec_component(document: dict[str, Any]) -> Non
     assert schemas["Job"]["properties"]["spec"]["allOf"] == [
         {"$ref": "#/components/schemas/JobSpec"}
     ]
-    assert schemas["JobList"]["properties"]["jobs"]["items"] == {
-        "$ref": "#/components/schemas/Job"
-    }
+    assert schemas["JobList"]["properties"]["jobs"]["items"] == {"$ref": "#/components/schemas/Job"}
 
 
 def test_no_enum_lists_null_beside_its_values(document: dict[str, Any]) -> None:
