@@ -24,8 +24,7 @@ from tests.helpers.auth import write_auth_file
 from tests.helpers.data import write_image_folder
 from tests.helpers.generated_client import generate_client, imported_client
 from tests.helpers.models import pretrain_tiny_cnn
-from tests.helpers.net import free_port
-from tests.helpers.processes import ServiceProcess, gunicorn_api, worker_process
+from tests.helpers.processes import ServiceProcess, api_and_worker
 
 pytestmark = pytest.mark.slow
 
@@ -68,18 +67,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         "FINETUNE_STATE_URI": f"file://{root / 'state'}",
         "FINETUNE_WORK_DIR": str(root / "work"),
         "FINETUNE_AUTH_FILE": str(root / "auth.json"),
-        "FINETUNE_POLL_SECONDS": "0.2",
-        "FINETUNE_HEARTBEAT_SECONDS": "1",
     }
-    port = free_port()
-    api = gunicorn_api(port, env, root, workers=1)
-    worker = worker_process("worker", env, root)
-    try:
-        url = f"http://127.0.0.1:{port}"
+    with api_and_worker(env, root, api_workers=1) as (url, api, worker):
         yield Service(url, tokens["ci"], model, train, root / "out", api, worker)
-    finally:
-        worker.stop()
-        api.stop()
 
 
 def _spec(m: ModuleType, service: Service) -> Any:

@@ -7,12 +7,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from tests.helpers.net import wait_for_http
+from tests.helpers.net import free_port, wait_for_http
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -86,6 +88,30 @@ def gunicorn_api(port: int, env: dict[str, str], log_dir: Path, workers: int = 2
 def worker_process(name: str, env: dict[str, str], log_dir: Path) -> ServiceProcess:
     """``python -m service worker``."""
     return ServiceProcess(name, [sys.executable, "-m", "service", "worker"], env, log_dir).start()
+
+
+#: Workers that look for jobs and renew their lease often, so that tests see changes quickly.
+QUICK_WORKER_ENV = {"FINETUNE_POLL_SECONDS": "0.2", "FINETUNE_HEARTBEAT_SECONDS": "1"}
+
+
+@contextmanager
+def api_and_worker(
+    env: dict[str, str], log_dir: Path, api_workers: int = 2
+) -> Iterator[tuple[str, ServiceProcess, ServiceProcess]]:
+    """The API under gunicorn and one job worker, both with ``env`` and ``QUICK_WORKER_ENV``.
+
+    Yields:
+        The API's base URL, the API process and the worker process (stopped afterwards).
+    """
+    env = {**QUICK_WORKER_ENV, **env}
+    port = free_port()
+    api = gunicorn_api(port, env, log_dir, workers=api_workers)
+    worker = worker_process("worker", env, log_dir)
+    try:
+        yield f"http://127.0.0.1:{port}", api, worker
+    finally:
+        worker.stop()
+        api.stop()
 
 
 class ApiClient:
