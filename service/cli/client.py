@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import time
 from typing import Any
 from urllib.parse import quote
 
@@ -13,9 +12,40 @@ import requests
 from service import __version__
 from service.cli.errors import CliError
 from service.cli.exit_codes import ExitCode
+from service.retry import Policy
 
-#: Statuses worth another try for a request that changes nothing (GET) or is idempotent.
+#: Statuses worth another try for a request that changes nothing (GET).
 _RETRY_STATUSES = frozenset({502, 503, 504})
+
+
+class _Busy(Exception):
+    """A 502, 503 or 504 answer: worth another try of a GET."""
+
+    def __init__(self, response: requests.Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def _retry_after(error: BaseException) -> float | None:
+    """The wait a busy answer asks for (Retry-After, in seconds), if it asks for one."""
+    if not isinstance(error, _Busy):
+        return None
+    try:
+        return float(error.response.headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+
+
+#: A GET (it changes nothing) is tried 3 times on a connection error, a timeout or a busy
+#: answer: 0.5 s, then 1 s apart, or as long as Retry-After asks (10 s at most).
+GET_RETRY = Policy(
+    "GET request",
+    base_delay=0.5,
+    max_delay=10.0,
+    attempts=3,
+    retry_on=(requests.ConnectionError, requests.Timeout, _Busy),
+    hint=_retry_after,
+)
 
 
 def _plain(value: Any) -> Any:
@@ -32,15 +62,19 @@ class ApiClient:
         base_url: The service, e.g. ``http://finetune.internal:8080``.
         token: Bearer token (``FINETUNE_TOKEN``); None sends no Authorization header.
         timeout: Seconds per HTTP request.
-        retries: Extra tries of a GET on connection errors and 502/503/504.
+        get_retry: How a GET is retried; other methods are tried once.
     """
 
     def __init__(
-        self, base_url: str, token: str | None = None, timeout: float = 30.0, retries: int = 2
+        self,
+        base_url: str,
+        token: str | None = None,
+        timeout: float = 30.0,
+        get_retry: Policy = GET_RETRY,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self.retries = retries
+        self.get_retry = get_retry
         self.session = requests.Session()
         self.session.headers["User-Agent"] = f"finetune-cli/{__version__}"
         if token:
@@ -94,39 +128,32 @@ class ApiClient:
             except TypeError as exc:
                 raise CliError(f"The spec holds a value that is not JSON: {exc}.") from exc
             send_headers["Content-Type"] = "application/json"
-        tries = 1 + (self.retries if method == "GET" else 0)
-        for attempt in range(1, tries + 1):
-            try:
-                response = self.session.request(
-                    method,
-                    url,
-                    data=data,
-                    params=params,
-                    headers=send_headers,
-                    timeout=self.timeout,
-                )
-            except requests.ConnectionError as exc:
-                if attempt < tries:
-                    time.sleep(0.5 * 2 ** (attempt - 1))
-                    continue
-                raise CliError(
-                    f"Cannot reach the service at {self.base_url} ({_reason(exc)}). "
-                    "Check FINETUNE_URL or --url."
-                ) from exc
-            except requests.Timeout as exc:
-                if attempt < tries:
-                    continue
-                raise CliError(
-                    f"The service at {self.base_url} did not answer within {self.timeout:g} s.",
-                    ExitCode.SERVICE_ERROR,
-                ) from exc
-            except requests.RequestException as exc:
-                raise CliError(f"Request to {url} failed: {exc}.") from exc
-            if response.status_code in _RETRY_STATUSES and attempt < tries:
-                time.sleep(_retry_after(response, attempt))
-                continue
-            return _answer(response)
-        raise AssertionError("unreachable")
+
+        def send() -> requests.Response:
+            response = self.session.request(
+                method, url, data=data, params=params, headers=send_headers, timeout=self.timeout
+            )
+            if method == "GET" and response.status_code in _RETRY_STATUSES:
+                raise _Busy(response)
+            return response
+
+        try:
+            response = self.get_retry.call(send) if method == "GET" else send()
+        except _Busy as busy:
+            response = busy.response
+        except requests.ConnectionError as exc:
+            raise CliError(
+                f"Cannot reach the service at {self.base_url} ({_reason(exc)}). "
+                "Check FINETUNE_URL or --url."
+            ) from exc
+        except requests.Timeout as exc:
+            raise CliError(
+                f"The service at {self.base_url} did not answer within {self.timeout:g} s.",
+                ExitCode.SERVICE_ERROR,
+            ) from exc
+        except requests.RequestException as exc:
+            raise CliError(f"Request to {url} failed: {exc}.") from exc
+        return _answer(response)
 
 
 def _path(job_id: str) -> str:
@@ -139,13 +166,6 @@ def _reason(exc: requests.ConnectionError) -> str:
         if known in text:
             return known.lower()
     return "connection failed"
-
-
-def _retry_after(response: requests.Response, attempt: int) -> float:
-    try:
-        return min(float(response.headers.get("Retry-After", "")), 10.0)
-    except ValueError:
-        return min(2.0**attempt, 10.0)
 
 
 def _answer(response: requests.Response) -> dict[str, Any]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from service.cli.client import ApiClient
 from service.cli.errors import CliError
 from service.cli.exit_codes import ExitCode
 from service.cli.progress import ProgressView
+from service.retry import Policy
 
 FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 
@@ -36,28 +36,50 @@ def wait_for(
     (a restarting API replica should not fail a CI step); a 4xx (the job is gone, the token
     is refused) ends the wait at once.
     """
-    deadline = None if timeout is None else time.monotonic() + timeout
+    polling = Policy(
+        "waiting for the job",
+        base_delay=interval,
+        multiplier=1.0,
+        deadline=timeout,
+        retry_on=(_NotFinal, CliError),
+        retryable=_worth_polling_again,
+    )
     after = 0
-    job: dict[str, Any] = {"id": job_id, "status": "unknown"}
+    last: dict[str, Any] = {"id": job_id, "status": "unknown"}
+
+    def poll() -> dict[str, Any]:
+        nonlocal after, last
+        job = client.job(job_id)
+        if show_events:
+            for event in client.events(job_id, after):
+                after = max(after, int(event.get("seq", after)))
+                view.event(event)
+        last = job
+        view.update(job)
+        if job.get("status") not in FINAL_STATUSES:
+            raise _NotFinal()
+        return job
+
+    def noted(exc: BaseException, tries: int, wait: float) -> None:
+        if isinstance(exc, CliError):
+            view.note(f"{exc.message.splitlines()[0]} (retrying)")
+
     try:
-        while True:
-            try:
-                job = client.job(job_id)
-                if show_events:
-                    for event in client.events(job_id, after):
-                        after = max(after, int(event.get("seq", after)))
-                        view.event(event)
-            except CliError as exc:
-                if exc.exit_code is ExitCode.CLIENT_ERROR and "Cannot reach" not in exc.message:
-                    raise
-                view.note(f"{exc.message.splitlines()[0]} (retrying)")
-            else:
-                view.update(job)
-                if job.get("status") in FINAL_STATUSES:
-                    return job
-            if deadline is not None and time.monotonic() >= deadline:
-                raise WaitTimedOut(job)
-            pause = interval if deadline is None else min(interval, deadline - time.monotonic())
-            time.sleep(max(pause, 0.05))
+        return polling.call(poll, on_retry=noted)
+    except (_NotFinal, CliError) as exc:
+        if isinstance(exc, CliError) and not _worth_polling_again(exc):
+            raise
+        raise WaitTimedOut(last) from None
     finally:
         view.close()
+
+
+class _NotFinal(Exception):
+    """The job is still queued or running: poll again."""
+
+
+def _worth_polling_again(exc: BaseException) -> bool:
+    """Not final yet, a 5xx or an unreachable service: yes; any other 4xx: no."""
+    if isinstance(exc, CliError):
+        return exc.exit_code is not ExitCode.CLIENT_ERROR or "Cannot reach" in exc.message
+    return True

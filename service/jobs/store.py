@@ -22,7 +22,6 @@ import binascii
 import builtins
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +33,7 @@ from service.jobs.errors import JobIsFinal, LeaseLost, NoSuchJob, UpdateAborted
 from service.jobs.events import Event, EventLog
 from service.jobs.ids import invert_id, is_job_id, new_job_id, timestamp_ms
 from service.jobs.record import JobRecord, JobStatus
+from service.retry import Policy
 from service.security.redaction import redact_data
 from service.storage.base import ObjectStore
 from service.storage.errors import NoSuchKey, PreconditionFailed
@@ -41,6 +41,16 @@ from service.storage.errors import NoSuchKey, PreconditionFailed
 log = logging.getLogger(__name__)
 
 ORPHAN_MARKER_AGE_S = 120.0
+#: A lost compare-and-swap race: re-read and try again, up to 50 tries, after a random wait of
+#: up to 10 ms doubling to 250 ms (full jitter: racing writers spread out at once).
+COMPARE_AND_SWAP = Policy(
+    "job record compare-and-swap",
+    base_delay=0.01,
+    max_delay=0.25,
+    attempts=50,
+    jitter=(0.0, 1.0),
+    retry_on=(PreconditionFailed,),
+)
 Mutation = Callable[[JobRecord], None]
 
 
@@ -51,13 +61,15 @@ class InvalidCursor(ValueError):
 class JobStore:
     """Create, read, list, claim, update and cancel jobs kept in an ObjectStore."""
 
-    def __init__(self, store: ObjectStore, prefix: str = "", max_cas_retries: int = 50) -> None:
+    def __init__(
+        self, store: ObjectStore, prefix: str = "", cas_policy: Policy = COMPARE_AND_SWAP
+    ) -> None:
         if prefix and not prefix.endswith("/"):
             prefix += "/"
         self.store = store
         self.prefix = prefix
         self.events = EventLog(store, prefix)
-        self._max_cas_retries = max_cas_retries
+        self._cas_policy = cas_policy
 
     # keys ------------------------------------------------------------------------------
     def _record_key(self, job_id: str) -> str:
@@ -133,18 +145,21 @@ class JobStore:
         UpdateAborted, ...) to leave the record as it is. It must be safe to call again on a
         fresh copy, since a lost race re-runs it.
         """
-        for attempt in range(self._max_cas_retries):
+
+        def attempt() -> JobRecord:
             record, etag = self._read(job_id)
             mutate(record)
             record.version += 1
             record.updated_at = now_iso()
-            try:
-                self.store.put_if_match(self._record_key(job_id), record.to_json(), etag)
-            except PreconditionFailed:
-                time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
-                continue
+            self.store.put_if_match(self._record_key(job_id), record.to_json(), etag)
             return record
-        raise RuntimeError(f"Job {job_id}: gave up after {self._max_cas_retries} lost updates.")
+
+        try:
+            return self._cas_policy.call(attempt)
+        except PreconditionFailed as exc:
+            raise RuntimeError(
+                f"Job {job_id}: gave up after {self._cas_policy.attempts} lost updates."
+            ) from exc
 
     def cancel(self, job_id: str, tenant: str | None = None) -> JobRecord:
         """Cancel a queued job at once, or ask a running one's worker to stop it.

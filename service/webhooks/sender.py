@@ -6,7 +6,6 @@ import heapq
 import itertools
 import json
 import logging
-import random
 import threading
 import time
 import uuid
@@ -17,6 +16,7 @@ from urllib.parse import urlsplit
 
 from service import __version__
 from service.logs import job_logging
+from service.retry import Policy
 from service.webhooks.delivery import post
 from service.webhooks.errors import DeliveryFailed, ForbiddenAddress
 from service.webhooks.secrets import WebhookSecrets
@@ -37,6 +37,7 @@ class Delivery:
     body: bytes
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     attempt: int = 0
+    first_try_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True)
@@ -68,15 +69,33 @@ def build_body(job: dict[str, Any], delivery_id: str) -> bytes:
     ).encode()
 
 
+def delivery_policy(max_attempts: int, backoff_seconds: float) -> Policy:
+    """How a webhook is retried: the settings' tries and first delay, doubling, up to 20% more.
+
+    Only failures another try may mend are retried (network errors, 408, 429, 5xx).
+
+    Raises:
+        ValueError: ``max_attempts`` is below 1 or ``backoff_seconds`` below 0.
+    """
+    return Policy(
+        "webhook delivery",
+        base_delay=backoff_seconds,
+        attempts=max_attempts,
+        jitter=(1.0, 1.2),
+        retry_on=(DeliveryFailed,),
+        retryable=lambda exc: exc.retryable,
+    )
+
+
 class WebhookSender:
     """Queues deliveries and sends them from one daemon thread, never blocking the caller.
 
     Args:
         secrets: The signing key per tenant.
         allow_private: Whether private, loopback and link-local addresses may be reached.
-        max_attempts: Attempts per delivery before giving up.
-        backoff_seconds: Delay before the first retry; doubled for each further one
-            (with up to 20% jitter).
+        max_attempts: Attempts per delivery before giving up (``FINETUNE_WEBHOOK_MAX_ATTEMPTS``).
+        backoff_seconds: Delay before the first retry (``FINETUNE_WEBHOOK_BACKOFF_SECONDS``);
+            see delivery_policy.
         timeout_seconds: Connect and read timeout of one attempt.
         on_outcome: Called on the sender thread when a delivery ends (delivered or not).
     """
@@ -85,18 +104,15 @@ class WebhookSender:
         self,
         secrets: WebhookSecrets,
         *,
-        allow_private: bool = False,
-        max_attempts: int = 5,
-        backoff_seconds: float = 2.0,
-        timeout_seconds: float = 10.0,
+        allow_private: bool,
+        max_attempts: int,
+        backoff_seconds: float,
+        timeout_seconds: float,
         on_outcome: OutcomeHandler | None = None,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1. Received: {max_attempts}")
         self._secrets = secrets
         self._allow_private = allow_private
-        self._max_attempts = max_attempts
-        self._backoff = backoff_seconds
+        self._policy = delivery_policy(max_attempts, backoff_seconds)
         self._timeout = timeout_seconds
         self._on_outcome = on_outcome
         self._due: list[tuple[float, int, Delivery]] = []
@@ -180,8 +196,9 @@ class WebhookSender:
             self._ended(delivery, DeliveryOutcome(False, delivery.attempt, None, str(exc), True))
             return
         except DeliveryFailed as exc:
-            if exc.retryable and delivery.attempt < self._max_attempts:
-                delay = self._backoff * 2 ** (delivery.attempt - 1) * random.uniform(1.0, 1.2)
+            elapsed = time.monotonic() - delivery.first_try_at
+            delay = self._policy.next_delay(delivery.attempt, exc, elapsed)
+            if delay is not None:
                 log.info(
                     "webhook for job %s: attempt %d failed (%s); retrying in %.1f s",
                     delivery.job_id,

@@ -8,7 +8,9 @@ import time
 from typing import Any
 
 from service.jobs import JobStore, LeaseLost
+from service.retry import Policy
 from service.storage.errors import StorageError
+from service.worker.retry_policies import EVENT_DRAIN
 
 log = logging.getLogger(__name__)
 
@@ -85,32 +87,30 @@ class Heartbeat:
         self._wake.set()
         self._thread.join(timeout=30)
 
-    def drain_events(self, attempts: int = 5) -> None:
-        """Write the events still waiting, retrying a little while storage is unreachable."""
-        for attempt in range(attempts):
-            if self._write_events():
-                return
-            time.sleep(min(2.0**attempt, 10.0))
-        log.warning("job %s: %d events could not be written", self._job_id, len(self._events))
+    def drain_events(self, policy: Policy = EVENT_DRAIN) -> None:
+        """Write the events still waiting, retrying by ``policy`` while storage is unreachable."""
+        try:
+            policy.call(self._write_events, on_retry=self._not_written)
+        except StorageError:
+            log.warning("job %s: %d events could not be written", self._job_id, len(self._events))
 
-    def _write_events(self) -> bool:
+    def _not_written(self, exc: BaseException, tries: int, wait: float) -> None:
+        log.warning(
+            "job %s: events not written yet, retrying in %.0f s: %s", self._job_id, wait, exc
+        )
+
+    def _write_events(self) -> None:
+        """Write every waiting event, in order; StorageError leaves the rest waiting."""
         # One writer at a time (the beat thread or a drain), so each event is written once.
         with self._write_lock:
-            return self._write_pending_events()
-
-    def _write_pending_events(self) -> bool:
-        while True:
-            with self._lock:
-                if not self._events:
-                    return True
-                type_, message, data = self._events[0]
-            try:
+            while True:
+                with self._lock:
+                    if not self._events:
+                        return
+                    type_, message, data = self._events[0]
                 self._jobs.add_event(self._job_id, type_, message, data)
-            except StorageError as exc:
-                log.warning("job %s: event not written yet, will retry: %s", self._job_id, exc)
-                return False
-            with self._lock:
-                self._events.pop(0)
+                with self._lock:
+                    self._events.pop(0)
 
     def _beat(self) -> None:
         with self._lock:
@@ -127,7 +127,10 @@ class Heartbeat:
             return
         if record.cancel_requested:
             self.cancel_requested = True
-        self._write_events()
+        try:
+            self._write_events()
+        except StorageError as exc:
+            log.warning("job %s: event not written yet, will retry: %s", self._job_id, exc)
 
     def _run(self) -> None:
         next_beat = time.monotonic()

@@ -17,7 +17,7 @@ from service.jobs import JobRecord, JobStatus, LeaseLost
 from service.jobs.checkpoints import CheckpointStore
 from service.logs import job_logging
 from service.storage.errors import StorageError
-from service.worker import visuals
+from service.worker import retry_policies, visuals
 from service.worker.archives import ArchiveLimits
 from service.worker.errors import JobAbandoned, JobCancelled, JobFailure, JobInterrupted
 from service.worker.heartbeat import Heartbeat
@@ -168,21 +168,19 @@ class Worker:
 
     # outcomes --------------------------------------------------------------------------
     def _release(self, record: JobRecord, heartbeat: Heartbeat) -> None:
-        heartbeat.drain_events(attempts=2)
+        heartbeat.drain_events(retry_policies.EVENT_DRAIN_AT_SHUTDOWN)
         heartbeat.stop()
-        deadline = time.monotonic() + self.config.shutdown_grace_seconds
-        while True:
-            try:
-                self.jobs.release(record.id, self.worker_id, "the worker is shutting down")
-                log.info("job %s handed back to the queue", record.id)
-                return
-            except LeaseLost:
-                return
-            except StorageError as exc:
-                if time.monotonic() > deadline:
-                    log.error("job %s not handed back (%s); its lease will run out", record.id, exc)
-                    return
-                time.sleep(1.0)
+        policy = retry_policies.hand_back(self.config.shutdown_grace_seconds)
+        try:
+            policy.call(
+                lambda: self.jobs.release(record.id, self.worker_id, "the worker is shutting down")
+            )
+        except LeaseLost:
+            return
+        except StorageError as exc:
+            log.error("job %s not handed back (%s); its lease will run out", record.id, exc)
+            return
+        log.info("job %s handed back to the queue", record.id)
 
     def _finish(
         self,
@@ -222,21 +220,23 @@ class Worker:
         metrics: dict[str, float] | None,
     ) -> JobRecord | None:
         """Write the final status, waiting out a storage outage; None where the job moved on."""
-        delay = 0.5
-        while True:
-            try:
-                return self.jobs.finish(
+
+        def waiting(exc: BaseException, tries: int, wait: float) -> None:
+            log.warning(
+                "job %s: storage unreachable while recording %s; retrying in %.1f s: %s",
+                record.id,
+                status,
+                wait,
+                exc,
+            )
+
+        try:
+            return retry_policies.FINAL_STATUS.call(
+                lambda: self.jobs.finish(
                     record.id, self.worker_id, status, result=result, error=error, metrics=metrics
-                )
-            except LeaseLost:
-                log.warning("job %s: could not record %s, the lease was lost", record.id, status)
-                return None
-            except StorageError as exc:
-                log.warning(
-                    "job %s: storage unreachable while recording %s; retrying: %s",
-                    record.id,
-                    status,
-                    exc,
-                )
-                time.sleep(delay + random.uniform(0, delay))
-                delay = min(delay * 2, 10.0)
+                ),
+                on_retry=waiting,
+            )
+        except LeaseLost:
+            log.warning("job %s: could not record %s, the lease was lost", record.id, status)
+            return None

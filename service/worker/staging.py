@@ -18,7 +18,6 @@ import fnmatch
 import hashlib
 import logging
 import re
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from service.contract.formats import NPZ_SUFFIX, TFRECORD_SUFFIXES
 from service.storage.base import ObjectInfo, ObjectStore, local_path_for
 from service.storage.errors import NoSuchKey, StorageError, StorageUnavailable
 from service.storage.resolver import Storage
+from service.worker import retry_policies
 from service.worker.archives import (
     GZIP_SIGNATURE,
     ZIP_SIGNATURE,
@@ -106,15 +106,23 @@ class Stager:
     Args:
         storage: Opens the stores behind URIs.
         limits: Caps on what a dataset archive may unpack to.
-        outage_seconds: How long a publish waits out unreachable storage before the job fails.
+        outage_seconds: How long a publish waits out unreachable storage before the job fails;
+            None: as retry_policies.PUBLISH says.
     """
 
     def __init__(
-        self, storage: Storage, limits: ArchiveLimits | None = None, outage_seconds: float = 60.0
+        self,
+        storage: Storage,
+        limits: ArchiveLimits | None = None,
+        outage_seconds: float | None = None,
     ) -> None:
         self._storage = storage
         self.limits = limits or ArchiveLimits()
-        self.outage_seconds = outage_seconds
+        self._publish = (
+            retry_policies.PUBLISH
+            if outage_seconds is None
+            else retry_policies.PUBLISH.replace(deadline=outage_seconds)
+        )
 
     def stage_inputs(
         self, spec: dict[str, Any], dest: Path, sample_per_class: int | None = None
@@ -396,24 +404,15 @@ class Stager:
             raise JobFailure("storage", f"Could not write {uri}: {exc}.") from exc
 
     def _through_outages(self, write: Callable[[], object]) -> None:
-        """Run ``write``; while storage is unreachable, retry with backoff up to the limit.
+        """Run ``write``; while storage is unreachable, retry by the publish policy.
 
         Other storage errors (access denied, a missing bucket) fail at once.
         """
-        deadline = time.monotonic() + self.outage_seconds
-        delay = 0.5
-        while True:
-            try:
-                write()
-                return
-            except StorageUnavailable as exc:
-                if time.monotonic() + delay > deadline:
-                    raise
-                log.warning(
-                    "storage unreachable while publishing; retrying in %.1f s: %s", delay, exc
-                )
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        self._publish.call(write, on_retry=_waiting_out)
+
+
+def _waiting_out(exc: BaseException, tries: int, wait: float) -> None:
+    log.warning("storage unreachable while publishing; retrying in %.1f s: %s", wait, exc)
 
 
 def _kind_of(name: str, local: Path) -> str | None:
