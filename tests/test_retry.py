@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -187,3 +188,14 @@ def test_a_policy_out_of_range_is_refused_with_the_value(
 ) -> None:
     with pytest.raises(ValueError, match=re.escape(f"Received: {received}")):
         Policy("test", base_delay=1.0).replace(**changes)
+
+
+def test_no_module_sleeps_between_tries_by_itself() -> None:
+    """Retry loops go through a Policy: only retry.py sleeps (and the CLI's ``events -f``)."""
+    service = Path(__file__).resolve().parents[1] / "service"
+    sleeping = {
+        str(source.relative_to(service))
+        for source in service.rglob("*.py")
+        if "time.sleep(" in source.read_text()
+    }
+    assert sleeping <= {"retry.py", "cli/main.py"}, sleeping

@@ -31,9 +31,7 @@ ENVIRONMENT_USERS = {
     "service/security/redaction.py": "the values of secret variables, to redact them",
     "service/worker/isolation.py": "the trainer child starts without secrets",
     "service/worker/child_entry.py": "the trainer child drops secrets and quiets TensorFlow",
-    "service/worker/runner.py": "the trainer child's environment",
     "service/dryrun/child_entry.py": "the inspecting child drops secrets and quiets TensorFlow",
-    "service/dryrun/runner.py": "the inspecting child's environment",
     "service/trainer/child.py": "TF_CPP_MIN_LOG_LEVEL for TensorFlow's own logging",
 }
 
