@@ -29,7 +29,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -37,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import keras
 import numpy as np
 
+from service.contract.messages import EpochEnded, ProgressMessage
 from service.trainer.devices import compile_settings
 from service.trainer.fitting import fit_phases
 from service.trainer.model_surgery import build_model
@@ -98,8 +98,8 @@ def service_side(
     )
     ends: list[float] = []
 
-    def report(message: dict[str, Any]) -> None:
-        if message.get("type") == "epoch":
+    def report(message: ProgressMessage) -> None:
+        if isinstance(message, EpochEnded):
             ends.append(time.perf_counter())
 
     with tempfile.TemporaryDirectory(prefix="gpu-bench-") as checkpoints:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import traceback
 from typing import Any
 
 
@@ -13,12 +12,14 @@ def main(request: dict[str, Any], messages: Any) -> None:
         if name.startswith("AWS_"):
             del os.environ[name]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        from service.contract.request import TrainingRequest
-        from service.trainer.inspection import inspect
+    from service.contract.messages import ChildMessage, Failed, InspectionFinished
+    from service.contract.request import TrainingRequest
+    from service.trainer.child import run_request
 
-        outcome = inspect(TrainingRequest(**request))
-    except Exception as exc:  # the process boundary
-        messages.put({"type": "error", "traceback": "".join(traceback.format_exception(exc))})
-        return
-    messages.put({"type": "result", **outcome})
+    def put(message: ChildMessage) -> None:
+        if isinstance(message, InspectionFinished):
+            messages.put({"type": "result", "errors": message.errors, "report": message.report})
+        elif isinstance(message, Failed):
+            messages.put({"type": "error", "traceback": message.traceback})
+
+    run_request(TrainingRequest(**request), put)

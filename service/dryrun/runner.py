@@ -104,6 +104,8 @@ class DryRunner:
             output_dir=str(scratch / "outputs"),
             train_format=inputs.train_format,
             validation_format=inputs.validation_format,
+            mode="inspect",
+            sampled=True,
         )
         message = _inspect_in_child(request, deadline)
         if message.get("type") != "result":

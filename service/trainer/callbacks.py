@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
 from typing import Any
 
 import keras
 
 from service.contract.layout import TENSORBOARD_DIR
+from service.contract.messages import EpochEnded
+from service.trainer.reporting import Report
 
 
 class ProgressCallback(keras.callbacks.Callback):  # type: ignore[misc]
-    """Records each epoch's metrics and reports an ``epoch`` message.
+    """Records each epoch's metrics and reports an EpochEnded message.
 
     Args:
-        report: Receives ``{"type": "epoch", "epoch", "epochs", "phase_index", "metrics"}``.
+        report: Receives one EpochEnded per epoch.
         phase_index: 0-based index of the phase this ``fit`` runs.
         epochs_total: Epochs planned over all phases (as known when the phase starts).
         history: Receives one ``{"epoch", "phase", <metrics>}`` entry per epoch; shared across
@@ -25,7 +26,7 @@ class ProgressCallback(keras.callbacks.Callback):  # type: ignore[misc]
 
     def __init__(
         self,
-        report: Callable[[dict[str, Any]], None],
+        report: Report,
         phase_index: int,
         epochs_total: int,
         history: list[dict[str, Any]],
@@ -42,15 +43,7 @@ class ProgressCallback(keras.callbacks.Callback):  # type: ignore[misc]
         """Keras calls this with the 0-based epoch, counted from ``initial_epoch``."""
         metrics = scalar_metrics(logs)
         self.history.append({"epoch": epoch + 1, "phase": self.phase_index, **metrics})
-        self.report(
-            {
-                "type": "epoch",
-                "epoch": epoch + 1,
-                "epochs": self.epochs_total,
-                "phase_index": self.phase_index,
-                "metrics": metrics,
-            }
-        )
+        self.report(EpochEnded(epoch + 1, self.epochs_total, self.phase_index, metrics))
 
 
 def scalar_metrics(logs: dict[str, Any] | None) -> dict[str, float]:

@@ -25,9 +25,10 @@ from typing import Any
 import keras
 import numpy as np
 
+from service.contract.messages import CheckpointWritten
 from service.trainer.callbacks import scalar_metrics
 from service.trainer.errors import TrainerError
-from service.trainer.reporting import BackgroundReporter
+from service.trainer.reporting import BackgroundReporter, Report
 
 WEIGHTS_FILE = "model.weights.npz"
 #: The weights file of checkpoints written before the .npz snapshots.
@@ -67,7 +68,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         phase_index: The phase this ``fit`` runs.
         phase_start_epoch: Global epochs finished when the phase began.
         history: The shared history list (ProgressCallback appends this epoch after us).
-        report: Receives ``{"type": "checkpoint", "path", "epoch", "phase_index"}``.
+        report: Receives one CheckpointWritten per checkpoint.
         writer: Writes and reports on its own thread, in order; None writes inline. At most
             one snapshot waits for it (the next epoch's end waits for the previous write).
     """
@@ -78,7 +79,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         phase_index: int,
         phase_start_epoch: int,
         history: list[dict[str, Any]],
-        report: Any,
+        report: Report,
         writer: BackgroundReporter | None = None,
     ) -> None:
         super().__init__()
@@ -136,14 +137,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         (temporary / STATE_FILE).write_text(json.dumps(state))
         shutil.rmtree(target, ignore_errors=True)
         os.replace(temporary, target)
-        self.report(
-            {
-                "type": "checkpoint",
-                "path": str(target),
-                "epoch": done,
-                "phase_index": self.phase_index,
-            }
-        )
+        self.report(CheckpointWritten(str(target), done, self.phase_index))
 
 
 def load_resume_state(directory: str) -> ResumeState:

@@ -20,7 +20,6 @@ from service.contract.messages import (
     ChildMessage,
     Failed,
     FinalMessage,
-    InspectionFinished,
     TrainingFinished,
     encode,
 )
@@ -65,15 +64,14 @@ def run_request(request: TrainingRequest, send: Send) -> None:
 
 
 def _run(request: TrainingRequest, send: Send) -> FinalMessage:
-    from service.contract.messages import decode
+    # Here, not at the top: importing this module must not load TensorFlow.
     from service.trainer.inspection import inspect
     from service.trainer.run import train
 
     if request.mode == "inspect":
-        found = inspect(request, sampled=request.sampled)
-        return InspectionFinished(errors=found["errors"], report=found["report"])
+        return inspect(request)
     _inject_faults(request)
-    return TrainingFinished(train(request, lambda message: send(decode(message))))
+    return TrainingFinished(train(request, send))
 
 
 def _inject_faults(request: TrainingRequest) -> None:

@@ -39,9 +39,12 @@ __all__ = [
     "ImageFolder",
     "cache_budget_bytes",
     "class_weights",
+    "hold_out",
+    "image_datasets",
     "label_mode_for_loss",
     "load_image_datasets",
     "plan_caching",
+    "read_dataset",
     "scan_image_folder",
     "source_of_format",
     "split_folder",
@@ -114,6 +117,39 @@ def source_of_format(data_format: str, field: str = "dataset.format") -> str:
         ) from None
 
 
+def read_dataset(path: str | os.PathLike[str], data_format: str, which: str) -> Examples:
+    """The examples of one staged dataset.
+
+    Args:
+        path: The staged data (a folder, or an npz / TFRecord file).
+        data_format: Its format (``image_folder``, ``npz``, ``tfrecord``; the spec's words
+            ``auto``, ``zip``, ``tar`` mean an image folder here).
+        which: ``train`` or ``validation``, the spec field (``dataset.<which>``) for messages.
+
+    Raises:
+        InvalidDataset: The data is missing, empty or malformed, or the format unknown.
+    """
+    return read_examples(path, source_of_format(data_format), f"dataset.{which}")
+
+
+def hold_out(
+    train: Examples, validation: Examples | None, validation_split: float, seed: int
+) -> tuple[Examples, Examples | None]:
+    """Training and validation examples: the staged validation, else a share of train held out.
+
+    Args:
+        train: The staged training examples.
+        validation: The staged validation examples; None to hold out ``validation_split``.
+        validation_split: Share of each class held out (split_folder); 0 means no validation.
+        seed: Seeds the hold-out split.
+    """
+    if validation is not None:
+        return train, validation
+    if validation_split > 0:
+        return split_folder(train, validation_split, seed)
+    return train, None
+
+
 def load_image_datasets(
     train_path: str | os.PathLike[str],
     validation_path: str | os.PathLike[str] | None,
@@ -128,42 +164,65 @@ def load_image_datasets(
     augmentation: AugmentationSettings | None = None,
     cache_mb: float | None = None,
 ) -> ImageDatasets:
-    """Builds the training and validation pipelines.
+    """Reads, checks and holds out the staged data, then builds its pipelines (image_datasets).
 
     Args:
         train_path: The staged training data (a folder, or an npz / TFRecord file).
         validation_path: Like ``train_path``; None to hold out ``validation_split`` of train.
-        image_shape: (height, width, channels) to decode and resize every image to.
-        batch_size: Images per batch.
-        label_mode: See label_mode_for_loss.
-        validation_split: Share of each class held out when there is no validation data;
-            0 means no validation.
-        seed: Seeds the hold-out split, the shuffling and the augmentation.
-        data_format: The training data's format (``image_folder``, ``npz``, ``tfrecord``; the
-            spec's words ``auto``, ``zip``, ``tar`` mean an image folder here).
+        data_format: The training data's format (see read_dataset).
         validation_format: The validation data's format; None: the same as training's.
-        augmentation: Random changes to training images; None or inactive: none.
-        cache_mb: Most megabytes of decoded images kept in memory (see cache_budget_bytes).
+        validation_split: See hold_out.
+        image_shape, batch_size, label_mode, seed, augmentation, cache_mb: See image_datasets.
 
     Raises:
         InvalidDataset: The data is missing, empty, has fewer than 2 classes, or its validation
             classes differ from its training classes.
         Incompatible: The loss's label encoding does not fit the number of classes.
     """
+    train = read_dataset(train_path, data_format, "train")
+    check_classes(train, label_mode)
+    validation = None
+    if validation_path is not None:
+        validation = read_dataset(validation_path, validation_format or data_format, "validation")
+        check_same_classes(train, validation)
+    train, validation = hold_out(train, validation, validation_split, seed)
+    return image_datasets(
+        train,
+        validation,
+        image_shape=image_shape,
+        batch_size=batch_size,
+        label_mode=label_mode,
+        seed=seed,
+        augmentation=augmentation,
+        cache_mb=cache_mb,
+    )
+
+
+def image_datasets(
+    train: Examples,
+    validation: Examples | None,
+    *,
+    image_shape: tuple[int, int, int],
+    batch_size: int,
+    label_mode: str,
+    seed: int,
+    augmentation: AugmentationSettings | None = None,
+    cache_mb: float | None = None,
+) -> ImageDatasets:
+    """The training and validation pipelines of checked examples (see hold_out).
+
+    Args:
+        train: The training examples.
+        validation: The validation examples; None: no validation.
+        image_shape: (height, width, channels) to decode and resize every image to.
+        batch_size: Images per batch.
+        label_mode: See label_mode_for_loss.
+        seed: Seeds the shuffling and the augmentation.
+        augmentation: Random changes to training images; None or inactive: none.
+        cache_mb: Most megabytes of decoded images kept in memory (see cache_budget_bytes).
+    """
     if label_mode not in LABEL_MODES:
         raise ValueError(f"label_mode must be one of {LABEL_MODES}. Received: {label_mode!r}")
-    source = source_of_format(data_format)
-    train = read_examples(train_path, source, "dataset.train")
-    check_classes(train, label_mode)
-    validation: Examples | None
-    if validation_path is not None:
-        validation_source = source_of_format(validation_format or data_format)
-        validation = read_examples(validation_path, validation_source, "dataset.validation")
-        check_same_classes(train, validation)
-    elif validation_split > 0:
-        train, validation = split_folder(train, validation_split, seed)
-    else:
-        validation = None
     num_classes = len(train.class_names)
     cache_train, cache_validation = plan_caching(
         [len(train), 0 if validation is None else len(validation)],

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import keras
 
+from service.contract.messages import Info
 from service.trainer.callbacks import ProgressCallback
 from service.trainer.checkpointing import CheckpointCallback, ResumeState, restore_optimizer
 from service.trainer.compiling import compile_model
 from service.trainer.errors import Incompatible, InvalidDataset, OutOfMemory
 from service.trainer.freezing import Freezer
 from service.trainer.model_surgery import BuiltModel
+from service.trainer.phases import PhaseSummary
 from service.trainer.plan import EarlyStoppingSettings, Phase, TrainingPlan
-from service.trainer.reporting import BackgroundReporter
-
-Report = Callable[[dict[str, Any]], None]
+from service.trainer.reporting import BackgroundReporter, Report
 
 
 class TrainingData(Protocol):
@@ -48,8 +48,7 @@ class FitResult:
         metrics: The final metrics: of the last phase's restored best epoch, else its last epoch.
         trainable_weights: Trainable weight tensors in the last phase.
         restored_epoch: The epoch whose weights early stopping restored at the end, if any.
-        phases: Per phase: ``{"index", "epochs_run", "seconds", "learning_rate", "freeze",
-            "trainable_weights", "frozen_layers"}``.
+        phases: Per phase run: PhaseSummary.outcome.
     """
 
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -109,7 +108,6 @@ def _fit_phases(
     extra_callbacks: list[keras.callbacks.Callback],
     class_weight: dict[int, float] | None,
 ) -> FitResult:
-    report = reporter.report
     training = plan.training
     freezer = Freezer(built)
     result = FitResult()
@@ -119,33 +117,11 @@ def _fit_phases(
         epochs_done = resume.epoch
     for position, phase in enumerate(plan.phases):
         started = time.monotonic()
-        summary = freezer.apply(phase.freeze, phase.freeze_field)
-        result.trainable_weights = summary.trainable_weights
+        summary = PhaseSummary.freeze(freezer, phase, len(plan.phases))
+        result.trainable_weights = summary.freezing.trainable_weights
         if resume is not None and phase.index < resume.phase_index:
             continue  # finished before the checkpoint: only its freezing is replayed
-        report(
-            {
-                "type": "info",
-                "message": (
-                    f"Phase {phase.index + 1} of {len(plan.phases)}: {phase.epochs} epochs at "
-                    f"learning rate {phase.learning_rate:g}; freeze {phase.freeze.describe()} "
-                    f"froze {len(summary.frozen_layers)} base layers; "
-                    f"{summary.trainable_weights} weight tensors "
-                    f"({summary.trainable_params} parameters) train."
-                ),
-                "data": {
-                    "phase_index": phase.index,
-                    "epochs": phase.epochs,
-                    "learning_rate": phase.learning_rate,
-                    "freeze": phase.freeze.to_spec(),
-                    "frozen_layers": summary.frozen_layers,
-                    "frozen_batch_norms": summary.frozen_batch_norms,
-                    "trainable_weights": summary.trainable_weights,
-                    "trainable_params": summary.trainable_params,
-                    "non_trainable_params": summary.non_trainable_params,
-                },
-            }
-        )
+        reporter.report(summary.info())
         compile_model(
             built.model,
             optimizer=training.optimizer,
@@ -158,17 +134,19 @@ def _fit_phases(
             restore_optimizer(built.model, resume)
             phase_start = resume.phase_start_epoch
             to_run = phase_start + phase.epochs - epochs_done
-        epochs_total = epochs_done + to_run + sum(p.epochs for p in plan.phases[position + 1 :])
         if to_run <= 0:
             continue
-        progress = ProgressCallback(report, phase.index, epochs_total, result.history)
-        callbacks: list[keras.callbacks.Callback] = [progress, *extra_callbacks]
+        epochs_total = epochs_done + to_run + sum(p.epochs for p in plan.phases[position + 1 :])
         stopper = early_stopping(
-            training.early_stopping, data.validation is not None, training.metrics, report
+            training.early_stopping, data.validation is not None, training.metrics
         )
-        if stopper is not None:
-            callbacks.append(stopper)
+        callbacks: list[keras.callbacks.Callback] = [
+            ProgressCallback(reporter.report, phase.index, epochs_total, result.history),
+            *extra_callbacks,
+            *([] if stopper is None else [stopper]),
+        ]
         if checkpoint_dir is not None:
+            # Before ProgressCallback: the worker stores epoch k's checkpoint before its progress.
             callbacks.insert(
                 0,
                 CheckpointCallback(
@@ -194,41 +172,25 @@ def _fit_phases(
         phase_history = result.history[first:]
         epochs_done += len(phase_history)
         result.metrics, result.restored_epoch = _final_metrics(phase_history, stopper)
-        result.phases.append(
-            {
-                "index": phase.index,
-                "epochs_planned": phase.epochs,
-                "epochs_run": len(phase_history),
-                "seconds": round(time.monotonic() - started, 3),
-                "learning_rate": phase.learning_rate,
-                "freeze": phase.freeze.to_spec(),
-                "trainable_weights": summary.trainable_weights,
-                "frozen_layers": len(summary.frozen_layers),
-                "restored_epoch": result.restored_epoch,
-            }
-        )
+        seconds = round(time.monotonic() - started, 3)
+        result.phases.append(summary.outcome(len(phase_history), seconds, result.restored_epoch))
     if not result.metrics and result.history:  # resumed after the very last epoch
         result.metrics, _ = _final_metrics(result.history[-1:], None)
     return result
 
 
-def early_stopping(
-    settings: EarlyStoppingSettings | None,
-    has_validation: bool,
-    metrics: Sequence[str],
-    report: Report,
-) -> keras.callbacks.EarlyStopping | None:
-    """The EarlyStopping callback for a phase, or None when not configured.
+def early_stopping_monitor(
+    settings: EarlyStoppingSettings, has_validation: bool, metrics: Sequence[str]
+) -> tuple[str, Info | None]:
+    """The metric early stopping watches, and a notice where it is not the one asked for.
 
     Without validation data a ``val_*`` monitor falls back to the training metric of the same
-    name (``val_loss`` -> ``loss``), and an ``info`` message says so: the job still stops early
-    and keeps its best weights rather than failing after the data was staged.
+    name (``val_loss`` -> ``loss``): the job still stops early and keeps its best weights rather
+    than failing after the data was staged.
 
     Raises:
         Incompatible: The monitor is neither ``loss`` nor one of the compiled metrics.
     """
-    if settings is None:
-        return None
     monitor = settings.monitor
     name = monitor.removeprefix("val_")
     known = ["loss", *metrics]
@@ -237,18 +199,26 @@ def early_stopping(
             f"training.early_stopping.monitor {monitor!r} is not a metric this job logs; use one "
             f"of {', '.join(repr(n) for n in known + ['val_' + k for k in known])}."
         )
-    if monitor != name and not has_validation:
-        report(
-            {
-                "type": "info",
-                "message": (
-                    f"There is no validation data, so early stopping monitors {name!r} "
-                    f"instead of {monitor!r}."
-                ),
-                "data": {"monitor": name, "requested_monitor": monitor},
-            }
-        )
-        monitor = name
+    if monitor == name or has_validation:
+        return monitor, None
+    notice = Info(
+        f"There is no validation data, so early stopping monitors {name!r} instead of {monitor!r}.",
+        {"monitor": name, "requested_monitor": monitor},
+    )
+    return name, notice
+
+
+def early_stopping(
+    settings: EarlyStoppingSettings | None, has_validation: bool, metrics: Sequence[str]
+) -> keras.callbacks.EarlyStopping | None:
+    """The EarlyStopping callback for a phase (see early_stopping_monitor), or None.
+
+    Raises:
+        Incompatible: The monitor is neither ``loss`` nor one of the compiled metrics.
+    """
+    if settings is None:
+        return None
+    monitor, _ = early_stopping_monitor(settings, has_validation, metrics)
     return keras.callbacks.EarlyStopping(
         monitor=monitor,
         patience=settings.patience,

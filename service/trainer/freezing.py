@@ -116,6 +116,15 @@ class Freezer:
             for layer in self._base_layers
             if is_fixed_preprocessing(layer) and not layer.trainable
         }
+        # Outer layers before their sublayers: setting a nested model's flag sets theirs.
+        self._built_flags = [(layer, layer.trainable) for layer in _walk(self._base_layers)]
+        self._built_frozen_bn = dict(self._frozen_bn)
+
+    def rewind(self) -> None:
+        """Undoes every rule applied: the flags as the model was built, for a first phase again."""
+        for layer, trainable in self._built_flags:
+            layer.trainable = trainable
+        self._frozen_bn = dict(self._built_frozen_bn)
 
     def apply(self, rule: FreezeRule, field_name: str = "freeze") -> FreezeSummary:
         """Makes exactly the rule's layers (and every BatchNormalization once frozen) frozen.
@@ -157,6 +166,13 @@ class Freezer:
 
 def _batch_norms(layers: Sequence[keras.layers.Layer]) -> Iterator[keras.layers.BatchNormalization]:
     """Every BatchNormalization layer among ``layers`` and inside nested models, once each."""
+    for layer in _walk(layers):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            yield layer
+
+
+def _walk(layers: Sequence[keras.layers.Layer]) -> Iterator[keras.layers.Layer]:
+    """``layers`` and the layers nested in them, each once, every layer before its sublayers."""
     seen: set[int] = set()
     stack = list(reversed(layers))
     while stack:
@@ -164,8 +180,7 @@ def _batch_norms(layers: Sequence[keras.layers.Layer]) -> Iterator[keras.layers.
         if id(layer) in seen:
             continue
         seen.add(id(layer))
-        if isinstance(layer, keras.layers.BatchNormalization):
-            yield layer
+        yield layer
         stack.extend(reversed(getattr(layer, "layers", None) or []))
 
 

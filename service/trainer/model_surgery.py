@@ -8,6 +8,7 @@ by its own name, and the next job can freeze or cut it by those names.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import keras
@@ -105,6 +106,25 @@ def resolve_image_shape(
     return image_size[0], image_size[1], channels
 
 
+def check_head_classes(
+    head: HeadSettings | None, num_classes: int, class_names: Sequence[str] = ()
+) -> None:
+    """Raises Incompatible where ``head.num_classes`` is set and differs from the data's count.
+
+    Args:
+        head: The new head, if any.
+        num_classes: Classes found in the data.
+        class_names: Their names, where known (the message shows the first ones).
+    """
+    if head is None or head.num_classes is None or head.num_classes == num_classes:
+        return
+    shown = f" ({', '.join(class_names[:10])})" if class_names else ""
+    raise Incompatible(
+        f"head.num_classes is {head.num_classes} but the data has {num_classes} classes{shown}. "
+        "Leave head.num_classes out to use the classes found, or fix the data."
+    )
+
+
 def output_units(label_mode: str, num_classes: int) -> int:
     """Output units the labels need: one sigmoid unit for binary labels, else one per class."""
     return 1 if label_mode == "binary" else num_classes
@@ -168,12 +188,7 @@ def build_model(
     units = output_units(label_mode, num_classes)
     cut: keras.layers.Layer | None = None
     if head is not None:
-        if head.num_classes is not None and head.num_classes != num_classes:
-            raise Incompatible(
-                f"head.num_classes is {head.num_classes} but the data has {num_classes} "
-                "classes. Leave head.num_classes out to use the classes found, or fix the class "
-                "folders."
-            )
+        check_head_classes(head, num_classes)
         cut = resolve_cut_layer(base, head.cut_at)
 
     image = keras.Input(shape=image_shape, dtype="float32", name=INPUT_NAME)

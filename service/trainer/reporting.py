@@ -13,11 +13,13 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any
+
+from service.contract.messages import ProgressMessage
 
 log = logging.getLogger(__name__)
 
-Report = Callable[[dict[str, Any]], None]
+#: Where the trainer's progress messages go (the child's pipe to its parent).
+Report = Callable[[ProgressMessage], None]
 Task = Callable[[], None]
 
 
@@ -28,7 +30,7 @@ class BackgroundReporter:
     a failed checkpoint write fails the training run rather than passing unseen.
 
     Args:
-        report: Where messages go (the child's queue ``put``).
+        report: Where messages go (the child's pipe to its parent).
     """
 
     def __init__(self, report: Report) -> None:
@@ -38,11 +40,11 @@ class BackgroundReporter:
         self._thread = threading.Thread(target=self._work, name="trainer-reporter", daemon=True)
         self._thread.start()
 
-    def direct_report(self, message: dict[str, Any]) -> None:
+    def direct_report(self, message: ProgressMessage) -> None:
         """Send ``message`` now (for tasks already running on this reporter's thread)."""
         self._report(message)
 
-    def report(self, message: dict[str, Any]) -> None:
+    def report(self, message: ProgressMessage) -> None:
         """Send ``message`` after everything submitted before it."""
         self.submit(lambda: self._report(message))
 

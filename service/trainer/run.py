@@ -1,28 +1,24 @@
-"""One training run from request to exported model: load, data, build, fit phases, export."""
+"""A job's training: the shared steps (pipeline.prepare), then fit the phases and export."""
 
 from __future__ import annotations
 
-import random
 import time
-from collections.abc import Callable
-from typing import Any
 
 import keras
 import tensorflow as tf
 
+from service.contract.messages import Info, PhaseStarted
 from service.contract.request import TrainingOutcome, TrainingRequest
-from service.trainer.architectures import open_planned_base
 from service.trainer.callbacks import tensorboard_callback
 from service.trainer.checkpointing import load_resume_state, restore_weights
-from service.trainer.compiling import check_loss_and_metrics
-from service.trainer.data import class_weights, label_mode_for_loss, load_image_datasets
+from service.trainer.data import image_datasets
 from service.trainer.export import export_model
 from service.trainer.fitting import fit_phases
-from service.trainer.model_surgery import build_model, resolve_image_shape
-from service.trainer.plan import TrainingPlan
-from service.trainer.precision import apply_policy, resolve_policy
-
-Report = Callable[[dict[str, Any]], None]
+from service.trainer.loading import LoadedModel
+from service.trainer.model_surgery import BuiltModel
+from service.trainer.pipeline import Prepared, Problems, prepare
+from service.trainer.reporting import Report
+from service.trainer.sources import Examples
 
 
 def train(request: TrainingRequest, report: Report) -> TrainingOutcome:
@@ -30,97 +26,38 @@ def train(request: TrainingRequest, report: Report) -> TrainingOutcome:
 
     Args:
         request: The spec and the local paths the worker staged.
-        report: Receives plain-dict messages: ``phase``, ``info`` and ``epoch`` (see child.py).
+        report: Receives the progress messages (PhaseStarted, Info, CheckpointWritten,
+            EpochEnded), in order.
 
     Returns:
         What was trained and written; the files are under ``request.output_dir``.
 
     Raises:
-        TrainerError: A subclass whose message says what to change (invalid_model,
-            invalid_dataset, incompatible, out_of_memory).
+        TrainerError: At the first problem, a subclass whose message says what to change
+            (invalid_model, invalid_dataset, incompatible, out_of_memory).
     """
-    plan = TrainingPlan.from_spec(request.spec)
     timings: dict[str, float] = {}
 
     started = time.monotonic()
-    report({"type": "phase", "phase": "loading"})
-    seed = seed_everything(plan.training.seed)
-    check_loss_and_metrics(plan.training.loss, plan.training.metrics)
-    policy = resolve_policy(plan.training.mixed_precision)
-    loaded = open_planned_base(plan, request.base_model_path)
-    base = loaded.model
-    if loaded.architecture is not None:
-        named = loaded.architecture
-        report(
-            _info(
-                f"Built {named['built']} and loaded {named['weights_loaded']} weight tensors "
-                f"of {named['layers_loaded']} layers from the weights file (sha256 "
-                f"{named['weights_sha256']}, {named['weights_layout']} layout).",
-                architecture=named,
-            )
-        )
-    image_shape = resolve_image_shape(base, plan.data.image_size)
-    label_mode = label_mode_for_loss(plan.training.loss)
-    data = load_image_datasets(
-        request.train_path,
-        request.validation_path,
+    report(PhaseStarted("loading"))
+    problems = Problems(collect=False)
+    found = prepare(request, problems)
+    plan, loaded, built, examples = found.plan, found.loaded, found.built, found.train
+    image_shape, policy = found.image_shape, found.policy
+    # Problems raise in train mode: every step has its result here.
+    assert plan is not None and loaded is not None and built is not None
+    assert examples is not None and image_shape is not None and policy is not None
+    for message in (*_described(found, loaded, built, examples, image_shape), *problems.notes):
+        report(message)
+    data = image_datasets(
+        examples,
+        found.validation,
         image_shape=image_shape,
         batch_size=plan.training.batch_size,
-        label_mode=label_mode,
-        validation_split=plan.data.validation_split,
-        seed=seed,
-        data_format=request.train_format,
-        validation_format=request.validation_format,
+        label_mode=found.label_mode,
+        seed=found.seed,
         augmentation=plan.training.augmentation,
         cache_mb=request.data_cache_mb,
-    )
-    weights = class_weights(plan.training.class_weight, data.class_names, data.train_counts)
-    report(
-        _info(
-            f"Found {len(data.class_names)} classes: {sum(data.train_counts.values())} "
-            f"training and {sum(data.validation_counts.values())} validation images.",
-            class_names=data.class_names,
-            train_counts=data.train_counts,
-            validation_counts=data.validation_counts,
-            label_mode=label_mode,
-            source=data.source,
-            class_weight=None
-            if weights is None
-            else {data.class_names[i]: w for i, w in weights.items()},
-        )
-    )
-    base = apply_policy(base, policy)
-    built = build_model(
-        base,
-        image_shape=image_shape,
-        preprocessing=plan.data.preprocessing,
-        head=plan.head,
-        num_classes=len(data.class_names),
-        label_mode=label_mode,
-    )
-    report(
-        _info(
-            f"Model input {list(image_shape)} raw pixels; "
-            + (
-                f"new head on the output of {built.cut_layer!r}"
-                if built.cut_layer
-                else "the base model's own output layer"
-            )
-            + f" ({built.output_units} output units).",
-            input_shape=list(image_shape),
-            base_layers=len(base.layers),
-            cut_layer=built.cut_layer,
-            feature_shape=list(built.feature_shape),
-            head_layers=[layer.name for layer in built.head_layers],
-            output_units=built.output_units,
-            seed=seed,
-            base_model={
-                "format": loaded.file_format,
-                "written_by": loaded.written_by,
-                "reader": loaded.reader,
-            },
-            precision=policy,
-        )
     )
     timings["loading"] = _since(started)
 
@@ -129,7 +66,7 @@ def train(request: TrainingRequest, report: Report) -> TrainingOutcome:
     if request.resume_from:
         resume = load_resume_state(request.resume_from)
         restore_weights(built.model, resume)
-    report({"type": "phase", "phase": "training"})
+    report(PhaseStarted("training"))
     fitted = fit_phases(
         built,
         data,
@@ -137,13 +74,13 @@ def train(request: TrainingRequest, report: Report) -> TrainingOutcome:
         report,
         checkpoint_dir=request.checkpoint_dir,
         resume=resume,
-        class_weight=weights,
+        class_weight=found.class_weight,
         extra_callbacks=[tensorboard_callback(request.output_dir)],
     )
     timings["training"] = _since(started)
 
     started = time.monotonic()
-    report({"type": "phase", "phase": "exporting"})
+    report(PhaseStarted("exporting"))
     exported = export_model(built.model, request.output_dir)
     timings["exporting"] = _since(started)
 
@@ -164,30 +101,78 @@ def train(request: TrainingRequest, report: Report) -> TrainingOutcome:
         restored_epoch=fitted.restored_epoch,
         phases=fitted.phases,
         base_model={
-            "format": loaded.file_format,
-            "written_by": loaded.written_by,
-            "reader": loaded.reader,
+            **_base_model(loaded),
             **({"architecture": loaded.architecture} if loaded.architecture else {}),
         },
         precision=policy,
     )
 
 
-def seed_everything(seed: int | None) -> int:
-    """Seeds Python, NumPy and TensorFlow and makes ops deterministic, where a seed is given.
+def _described(
+    found: Prepared,
+    loaded: LoadedModel,
+    built: BuiltModel,
+    train: Examples,
+    image_shape: tuple[int, int, int],
+) -> list[Info]:
+    """The job's events about what was loaded, found and built, before training starts."""
+    messages = []
+    if loaded.architecture is not None:
+        named = loaded.architecture
+        messages.append(
+            Info(
+                f"Built {named['built']} and loaded {named['weights_loaded']} weight tensors "
+                f"of {named['layers_loaded']} layers from the weights file (sha256 "
+                f"{named['weights_sha256']}, {named['weights_layout']} layout).",
+                {"architecture": named},
+            )
+        )
+    counts = train.counts()
+    validation_counts = {} if found.validation is None else found.validation.counts()
+    weights = found.class_weight
+    messages.append(
+        Info(
+            f"Found {len(train.class_names)} classes: {sum(counts.values())} training and "
+            f"{sum(validation_counts.values())} validation images.",
+            {
+                "class_names": train.class_names,
+                "train_counts": counts,
+                "validation_counts": validation_counts,
+                "label_mode": found.label_mode,
+                "source": train.source,
+                "class_weight": None
+                if weights is None
+                else {train.class_names[i]: w for i, w in weights.items()},
+            },
+        )
+    )
+    messages.append(
+        Info(
+            f"Model input {list(image_shape)} raw pixels; "
+            + (
+                f"new head on the output of {built.cut_layer!r}"
+                if built.cut_layer
+                else "the base model's own output layer"
+            )
+            + f" ({built.output_units} output units).",
+            {
+                "input_shape": list(image_shape),
+                "base_layers": len(built.base.layers),
+                "cut_layer": built.cut_layer,
+                "feature_shape": list(built.feature_shape),
+                "head_layers": [layer.name for layer in built.head_layers],
+                "output_units": built.output_units,
+                "seed": found.seed,
+                "base_model": _base_model(loaded),
+                "precision": found.policy,
+            },
+        )
+    )
+    return messages
 
-    Returns:
-        The seed for the data split and shuffling: ``seed``, or a fresh random one.
-    """
-    if seed is None:
-        return random.SystemRandom().randrange(2**31)
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
-    return seed
 
-
-def _info(message: str, **data: Any) -> dict[str, Any]:
-    return {"type": "info", "message": message, "data": data}
+def _base_model(loaded: LoadedModel) -> dict[str, str]:
+    return {"format": loaded.file_format, "written_by": loaded.written_by, "reader": loaded.reader}
 
 
 def _since(started: float) -> float:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from service.contract.messages import ChildMessage
 from service.contract.request import TrainingRequest
 from tests.helpers.specs import loaded_spec
 
@@ -52,19 +53,22 @@ def make_request(
     )
 
 
+M = TypeVar("M")
+
+
 class Recorder:
-    """A report callback (and a queue stand-in) that keeps every message."""
+    """A report (or send) callback that keeps every typed message."""
 
     def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
+        self.messages: list[ChildMessage] = []
 
-    def __call__(self, message: dict[str, Any]) -> None:
+    def __call__(self, message: ChildMessage) -> None:
         self.messages.append(message)
 
-    def put(self, message: dict[str, Any]) -> None:
-        """The multiprocessing.Queue method run_in_child uses."""
-        self.messages.append(message)
+    def of_type(self, kind: type[M]) -> list[M]:
+        """The messages of class ``kind``."""
+        return [m for m in self.messages if isinstance(m, kind)]
 
-    def of_type(self, kind: str) -> list[dict[str, Any]]:
-        """The messages whose ``type`` is ``kind``."""
-        return [m for m in self.messages if m["type"] == kind]
+    def kinds(self, *classes: type) -> list[str]:
+        """The class names of the messages, in order (of ``classes`` only, where given)."""
+        return [type(m).__name__ for m in self.messages if not classes or isinstance(m, classes)]

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 
+from service.contract.messages import CheckpointWritten, EpochEnded, Info
 from service.trainer.checkpointing import (
     load_resume_state,
     restore_optimizer,
@@ -60,16 +61,16 @@ def test_each_checkpoint_is_reported_complete_before_its_epoch(
 
     fit_phases(built, _data(), TrainingPlan.from_spec(spec), report, str(tmp_path / "ckpt"))
 
-    kinds = [(m["type"], m.get("epoch")) for m in report.messages if m["type"] != "info"]
-    assert kinds == [(kind, k) for k in (1, 2, 3) for kind in ("checkpoint", "epoch")]
-    for message in report.messages:
-        if message["type"] == "checkpoint":
-            folder = Path(message["path"])
-            assert {p.name for p in folder.iterdir()} == {
-                "model.weights.npz",
-                "optimizer.npz",
-                "state.json",
-            }
+    ordered = [m for m in report.messages if isinstance(m, CheckpointWritten | EpochEnded)]
+    assert [(type(m), m.epoch) for m in ordered] == [
+        (kind, k) for k in (1, 2, 3) for kind in (CheckpointWritten, EpochEnded)
+    ]
+    for message in report.of_type(CheckpointWritten):
+        assert {p.name for p in Path(message.path).iterdir()} == {
+            "model.weights.npz",
+            "optimizer.npz",
+            "state.json",
+        }
     # The last checkpoint holds the trained weights: a model rebuilt from the base gets them.
     state = load_resume_state(str(tmp_path / "ckpt" / "epoch-00003"))
     assert state.epoch == 3 and [h["epoch"] for h in state.history] == [1, 2, 3]
@@ -111,11 +112,11 @@ def test_a_checkpoint_of_another_model_is_refused(tmp_path: Path, pretrained_ker
 def test_background_reporter_keeps_order_and_raises_a_failed_task() -> None:
     seen: list[Any] = []
     reporter = BackgroundReporter(seen.append)
-    reporter.report({"n": 1})
+    reporter.report(Info("one"))
     reporter.submit(lambda: seen.append("written"))
-    reporter.report({"n": 2})
+    reporter.report(Info("two"))
     reporter.drain()
-    assert seen == [{"n": 1}, "written", {"n": 2}]
+    assert seen == [Info("one"), "written", Info("two")]
 
     def fail() -> None:
         raise OSError("disk full")
@@ -124,4 +125,4 @@ def test_background_reporter_keeps_order_and_raises_a_failed_task() -> None:
     with pytest.raises(OSError, match="disk full"):
         reporter.drain()
     reporter.close()
-    assert seen == [{"n": 1}, "written", {"n": 2}]
+    assert seen == [Info("one"), "written", Info("two")]

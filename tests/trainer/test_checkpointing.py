@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from service.contract.messages import CheckpointWritten, EpochEnded
 from service.trainer.run import train
 from tests.trainer.support import Recorder, make_request
 
@@ -38,10 +39,10 @@ def straight(
 
 def test_every_epoch_leaves_a_complete_checkpoint(straight: tuple[Recorder, Any, Path]) -> None:
     recorder, _, root = straight
-    reported = recorder.of_type("checkpoint")
-    assert [(m["epoch"], m["phase_index"]) for m in reported] == [(1, 0), (2, 0), (3, 1), (4, 1)]
+    reported = recorder.of_type(CheckpointWritten)
+    assert [(m.epoch, m.phase_index) for m in reported] == [(1, 0), (2, 0), (3, 1), (4, 1)]
     for message in reported:
-        folder = Path(message["path"])
+        folder = Path(message.path)
         assert sorted(p.name for p in folder.iterdir()) == [
             "model.weights.npz",
             "optimizer.npz",
@@ -49,8 +50,8 @@ def test_every_epoch_leaves_a_complete_checkpoint(straight: tuple[Recorder, Any,
         ]
     assert not list((root / "full" / "checkpoints").glob(".tmp-*"))
     # The worker sees the checkpoint of an epoch before the epoch's progress message.
-    kinds = [m["type"] for m in recorder.messages if m["type"] in ("checkpoint", "epoch")]
-    assert kinds == ["checkpoint", "epoch"] * 4
+    kinds = recorder.kinds(CheckpointWritten, EpochEnded)
+    assert kinds == ["CheckpointWritten", "EpochEnded"] * 4
 
 
 @pytest.mark.parametrize("stop_after", [1, 3], ids=["inside-phase-1", "inside-phase-2"])
@@ -62,7 +63,7 @@ def test_resumed_run_continues_and_ends_close_to_an_uninterrupted_one(
     straight: tuple[Recorder, Any, Path],
 ) -> None:
     recorder, uninterrupted, _ = straight
-    checkpoint = Path(recorder.of_type("checkpoint")[stop_after - 1]["path"])
+    checkpoint = Path(recorder.of_type(CheckpointWritten)[stop_after - 1].path)
     saved = tmp_path / "saved-checkpoint"
     shutil.copytree(checkpoint, saved)
 
@@ -72,7 +73,7 @@ def test_resumed_run_continues_and_ends_close_to_an_uninterrupted_one(
     )
     resumed = train(request, resumed_recorder)
 
-    epochs_run = [m["epoch"] for m in resumed_recorder.of_type("epoch")]
+    epochs_run = [m.epoch for m in resumed_recorder.of_type(EpochEnded)]
     assert epochs_run == list(range(stop_after + 1, 5))  # nothing before the checkpoint again
     assert [entry["epoch"] for entry in resumed.history] == [1, 2, 3, 4]
     assert [entry["phase"] for entry in resumed.history] == [0, 0, 1, 1]

@@ -1,4 +1,4 @@
-"""The child-process boundary: messages on a queue, one final result or error, no raising."""
+"""The child-process boundary: typed messages, exactly one final message, nothing raised."""
 
 from __future__ import annotations
 
@@ -13,18 +13,32 @@ from typing import Any
 import pytest
 import tensorflow as tf
 
-from service.contract.messages import ChildMessage, Failed, InspectionFinished, PhaseStarted
+from service.contract.messages import (
+    ChildMessage,
+    EpochEnded,
+    Failed,
+    InspectionFinished,
+    PhaseStarted,
+    TrainingFinished,
+    is_final,
+)
 from service.trainer.child import describe_failure, run_in_child, run_request
 from service.trainer.errors import Incompatible
 from tests.trainer.support import Recorder, make_request
 
 pytestmark = pytest.mark.slow
 
+#: The second phase freezes up to a layer the tiny CNN does not have.
+SCHEDULE_WITH_A_BAD_RULE = [
+    {"epochs": 1, "freeze": "base"},
+    {"epochs": 1, "freeze": {"until": "conv9"}},
+]
 
-def _drain(events: Any, process: multiprocessing.process.BaseProcess) -> list[dict[str, Any]]:
+
+def _drain(events: Any, process: multiprocessing.process.BaseProcess) -> list[ChildMessage]:
     """Every message until the final one (the queue must be read before join)."""
-    messages: list[dict[str, Any]] = []
-    while not messages or messages[-1]["type"] not in ("result", "error"):
+    messages: list[ChildMessage] = []
+    while not messages or not is_final(messages[-1]):
         try:
             messages.append(events.get(timeout=120))
         except queue.Empty:
@@ -33,7 +47,13 @@ def _drain(events: Any, process: multiprocessing.process.BaseProcess) -> list[di
     return messages
 
 
-def test_spawned_child_reports_phases_epochs_and_result(
+def _garbage_model(tmp_path: Path) -> Path:
+    garbage = tmp_path / "model.h5"
+    garbage.write_bytes(b"nonsense")
+    return garbage
+
+
+def test_spawned_child_sends_phases_epochs_and_one_outcome(
     tmp_path: Path, pretrained_h5: Path, digits_train: Path
 ) -> None:
     request = make_request(
@@ -41,51 +61,134 @@ def test_spawned_child_reports_phases_epochs_and_result(
     )
     context = multiprocessing.get_context("spawn")
     events = context.Queue()
-    process = context.Process(target=run_in_child, args=(request.to_dict(), events))
+    process = context.Process(target=run_request, args=(request, events.put))
 
     process.start()
     messages = _drain(events, process)
 
     assert process.exitcode == 0
-    kinds = [m["type"] for m in messages]
-    assert kinds[0] == "phase" and kinds[-1] == "result" and kinds.count("result") == 1
-    assert [m["phase"] for m in messages if m["type"] == "phase"] == [
+    assert [m.phase for m in messages if isinstance(m, PhaseStarted)] == [
         "loading",
         "training",
         "exporting",
     ]
-    assert [(m["epoch"], m["epochs"]) for m in messages if m["type"] == "epoch"] == [(1, 2), (2, 2)]
-    outcome = messages[-1]["outcome"]
-    assert outcome["class_names"] == ["0", "1", "2"]
-    assert len(outcome["history"]) == 2
+    assert messages[0] == PhaseStarted("loading")
+    assert [(m.epoch, m.epochs) for m in messages if isinstance(m, EpochEnded)] == [(1, 2), (2, 2)]
+    assert [is_final(m) for m in messages].count(True) == 1
+    finished = messages[-1]
+    assert isinstance(finished, TrainingFinished)
+    assert finished.outcome.class_names == ["0", "1", "2"]
+    assert len(finished.outcome.history) == 2
     assert (tmp_path / "out" / "saved_model" / "saved_model.pb").is_file()
     assert (tmp_path / "out" / "model.keras").is_file()
 
 
-def test_user_error_becomes_one_error_message_with_its_code(tmp_path: Path) -> None:
-    garbage = tmp_path / "model.h5"
-    garbage.write_bytes(b"nonsense")
-    request = make_request(tmp_path, garbage, tmp_path)
-    events = Recorder()
+def test_user_error_ends_with_one_failure_naming_code_and_field(tmp_path: Path) -> None:
+    sent = Recorder()
 
-    run_in_child(request.to_dict(), events)
+    run_request(make_request(tmp_path, _garbage_model(tmp_path), tmp_path), sent)
 
-    (error,) = events.of_type("error")
-    assert events.messages[-1] is error
-    assert error["code"] == "invalid_model"
-    assert "'model.h5'" in error["message"] and "Traceback" not in error["message"]
-    assert "InvalidModel" in error["traceback"]
+    assert sent.messages[:-1] == [PhaseStarted("loading")]
+    (failed,) = sent.of_type(Failed)
+    assert sent.messages[-1] is failed
+    assert (failed.code, failed.field) == ("invalid_model", "base_model.uri")
+    assert "'model.h5'" in failed.message and "Traceback" not in failed.message
+    assert "InvalidModel" in failed.traceback
 
 
-def test_unexpected_failure_is_internal_and_keeps_the_traceback() -> None:
-    events = Recorder()
+def test_unexpected_failure_is_internal_keeps_the_traceback_and_is_not_raised(
+    tmp_path: Path,
+) -> None:
+    sent: list[ChildMessage] = []
 
-    run_in_child({"job_id": "x"}, events)  # not a valid request
+    def send(message: ChildMessage) -> None:
+        if not sent and not is_final(message):
+            sent.append(message)
+            raise RuntimeError("the pipe broke")
+        sent.append(message)
 
-    (error,) = events.messages
-    assert error["code"] == "internal"
-    assert "worker's log" in error["message"] and "TypeError" not in error["message"]
-    assert "TypeError" in error["traceback"]
+    run_request(make_request(tmp_path, _garbage_model(tmp_path), tmp_path), send)
+
+    first, failed = sent
+    assert first == PhaseStarted("loading")
+    assert isinstance(failed, Failed)
+    assert (failed.code, failed.field) == ("internal", None)
+    assert "worker's log" in failed.message and "RuntimeError" not in failed.message
+    assert "the pipe broke" in failed.traceback
+
+
+def test_inspect_mode_collects_every_field_error_in_one_run(
+    tmp_path: Path, pretrained_keras: Path, digits_train: Path
+) -> None:
+    request = make_request(
+        tmp_path,
+        pretrained_keras,
+        digits_train,
+        dataset={"image_size": [64, 64]},
+        head={"cut_at": "gap", "num_classes": 5},
+        training={"class_weight": {"zebra": 2.0}, "metrics": ["accuracy", "no_such_metric"]},
+        schedule=SCHEDULE_WITH_A_BAD_RULE,
+    )
+    sent = Recorder()
+
+    run_request(replace(request, mode="inspect", sampled=True), sent)
+
+    (finished,) = sent.messages
+    assert isinstance(finished, InspectionFinished)
+    errors = finished.errors
+    assert set(errors) == {
+        "dataset.image_size",
+        "head.num_classes",
+        "training.class_weight",
+        "training.metrics",
+        "schedule.1.freeze.until",
+    }
+    assert "the model takes 32x32" in errors["dataset.image_size"][0]
+    assert (
+        "head.num_classes is 5 but the data has 3 classes (0, 1, 2)"
+        in (errors["head.num_classes"][0])
+    )
+    assert "no layer named 'conv9'" in errors["schedule.1.freeze.until"][0]
+    # It went on at the model's own size and the data's class count, as far as it could.
+    report = finished.report
+    assert report["image_shape"] == [32, 32, 3] and report["output_units"] == 3
+    assert [phase["index"] for phase in report["phases"]] == [0]
+    assert not (tmp_path / "out").exists()  # nothing trained, nothing written
+
+
+def test_train_mode_stops_at_the_first_problem_before_training(
+    tmp_path: Path, pretrained_keras: Path, digits_train: Path
+) -> None:
+    request = make_request(
+        tmp_path,
+        pretrained_keras,
+        digits_train,
+        head={"cut_at": "gap", "num_classes": 5},
+        schedule=SCHEDULE_WITH_A_BAD_RULE,
+    )
+    sent = Recorder()
+
+    run_request(request, sent)
+
+    (failed,) = sent.of_type(Failed)
+    assert (failed.code, failed.field) == ("incompatible", "head.num_classes")
+    assert sent.of_type(EpochEnded) == []
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_previous_entry_point_speaks_plain_dicts(tmp_path: Path) -> None:
+    events: list[dict[str, Any]] = []
+
+    class Queue:
+        put = staticmethod(events.append)
+
+    request = make_request(tmp_path, _garbage_model(tmp_path), tmp_path)
+    run_in_child(request.to_dict(), Queue())
+    run_in_child({"job_id": "x"}, Queue())  # not a request at all
+
+    assert [event["type"] for event in events] == ["phase", "error", "error"]
+    assert [event["code"] for event in events[1:]] == ["invalid_model", "internal"]
+    assert "TypeError" in events[2]["traceback"]
 
 
 @pytest.mark.parametrize(
@@ -115,35 +218,3 @@ def test_importing_the_child_module_does_not_load_tensorflow() -> None:
         cwd=Path(__file__).resolve().parents[2],
     )
     assert result.stdout.strip() == "False"
-
-
-def test_run_request_ends_with_one_typed_failure_naming_the_field(tmp_path: Path) -> None:
-    garbage = tmp_path / "model.h5"
-    garbage.write_bytes(b"nonsense")
-    sent: list[ChildMessage] = []
-
-    run_request(make_request(tmp_path, garbage, tmp_path), sent.append)
-
-    *progress, failed = sent
-    assert progress == [PhaseStarted("loading")]
-    assert isinstance(failed, Failed)
-    assert (failed.code, failed.field) == ("invalid_model", "base_model.uri")
-    assert "InvalidModel" in failed.traceback and "Traceback" not in failed.message
-
-
-def test_run_request_in_inspect_mode_ends_with_the_findings(
-    tmp_path: Path, pretrained_keras: Path, digits_train: Path
-) -> None:
-    request = replace(
-        make_request(tmp_path, pretrained_keras, digits_train, head={"cut_at": "conv_9"}),
-        mode="inspect",
-        sampled=True,
-    )
-    sent: list[ChildMessage] = []
-
-    run_request(request, sent.append)
-
-    (finished,) = sent
-    assert isinstance(finished, InspectionFinished)
-    assert "no layer named 'conv_9'" in finished.errors["head.cut_at"][0]
-    assert finished.report["data"]["train"]["sampled"] is True

@@ -132,3 +132,27 @@ def test_batch_norm_inside_a_nested_model_is_found() -> None:
 
     assert inner.get_layer("conv1").trainable
     assert not any(inner.get_layer(n).trainable for n in ("bn1", "bn2", "bn3"))
+
+
+def test_rewind_leaves_the_model_as_built_for_the_first_phase_again() -> None:
+    inner = build_tiny_cnn(num_classes=3, name="inner")
+    inner.get_layer("bn3").trainable = False  # frozen in the file: stays frozen
+    inputs = keras.Input((32, 32, 3), name="outer_input")
+    built = build_model(
+        keras.Model(inputs, inner(inputs), name="outer"),
+        image_shape=(32, 32, 3),
+        preprocessing="none",
+        head=HeadSettings(cut_at=-1),
+        num_classes=3,
+        label_mode="categorical",
+    )
+    as_built = {layer.name: layer.trainable for layer in inner.layers}
+    freezer = Freezer(built)
+    first = freezer.apply(FreezeRule("none"))
+    freezer.apply(FreezeRule("base"))  # freezes bn1 and bn2 for every later phase
+
+    freezer.rewind()
+
+    assert {layer.name: layer.trainable for layer in inner.layers} == as_built
+    assert freezer.apply(FreezeRule("none")) == first
+    assert first.frozen_batch_norms == ["bn3"]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from service.contract.messages import Info
 from service.contract.preprocessing import FAMILY_MODES
 from service.trainer.data import class_weights, load_image_datasets
 from service.trainer.errors import Incompatible
@@ -148,8 +149,8 @@ def test_run_with_class_weights_augmentation_and_bfloat16(
     assert trained.get_layer("predictions").compute_dtype == "float32"
     names = [layer.name for layer in trained.layers]
     assert not any(name.startswith("random_") for name in names)  # augmentation is not served
-    found = next(m for m in report.of_type("info") if m["message"].startswith("Found"))
-    assert found["data"]["class_weight"] == pytest.approx({"0": 1.0, "1": 1.0, "2": 1.0}, rel=0.1)
+    found = next(m for m in report.of_type(Info) if m.message.startswith("Found"))
+    assert found.data["class_weight"] == pytest.approx({"0": 1.0, "1": 1.0, "2": 1.0}, rel=0.1)
     serve = tf.saved_model.load(str(tmp_path / "out" / "saved_model")).signatures["serving_default"]
     (spec,) = serve.structured_input_signature[1].values()
     assert spec.dtype == tf.float32

@@ -12,9 +12,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from service.contract.messages import EpochEnded, Info, PhaseStarted
 from service.contract.request import TrainingOutcome, TrainingRequest
 from service.trainer.errors import Incompatible, InvalidDataset
-from service.trainer.fitting import early_stopping
+from service.trainer.fitting import early_stopping, early_stopping_monitor
 from service.trainer.freezing import Freezer
 from service.trainer.loading import load_base_model
 from service.trainer.model_surgery import build_model
@@ -104,15 +105,15 @@ def test_outcome_describes_the_run(head_run: Run) -> None:
 def test_messages_report_phases_and_every_epoch(head_run: Run) -> None:
     report = head_run.report
 
-    assert [m["phase"] for m in report.of_type("phase")] == ["loading", "training", "exporting"]
-    epochs = report.of_type("epoch")
-    assert [(m["epoch"], m["epochs"], m["phase_index"]) for m in epochs] == [
+    assert [m.phase for m in report.of_type(PhaseStarted)] == ["loading", "training", "exporting"]
+    epochs = report.of_type(EpochEnded)
+    assert [(m.epoch, m.epochs, m.phase_index) for m in epochs] == [
         (1, 3, 0),
         (2, 3, 0),
         (3, 3, 0),
     ]
-    assert epochs[-1]["metrics"] == head_run.outcome.metrics
-    infos = {m["message"].split(" ")[0]: m["data"] for m in report.of_type("info")}
+    assert epochs[-1].metrics == head_run.outcome.metrics
+    infos = {m.message.split(" ")[0]: m.data for m in report.of_type(Info)}
     assert infos["Found"]["class_names"] == ["0", "1", "2"]
     assert infos["Model"]["cut_layer"] == "gap"
     assert infos["Phase"]["frozen_batch_norms"] == ["bn1", "bn2"]
@@ -187,9 +188,9 @@ def test_two_phase_schedule_keeps_batch_norm_frozen(
     base = keras.saving.load_model(pretrained_keras, compile=False)
     trained = run.trained()
     assert [(h["epoch"], h["phase"]) for h in run.outcome.history] == [(1, 0), (2, 1)]
-    epochs = run.report.of_type("epoch")
-    assert [(m["epoch"], m["epochs"], m["phase_index"]) for m in epochs] == [(1, 2, 0), (2, 2, 1)]
-    phases = [m["data"] for m in run.report.of_type("info") if "phase_index" in m["data"]]
+    epochs = run.report.of_type(EpochEnded)
+    assert [(m.epoch, m.epochs, m.phase_index) for m in epochs] == [(1, 2, 0), (2, 2, 1)]
+    phases = [m.data for m in run.report.of_type(Info) if "phase_index" in m.data]
     assert [p["frozen_layers"] == [] for p in phases] == [False, True]
     assert [p["frozen_batch_norms"] for p in phases] == [["bn1", "bn2", "bn3"]] * 2
     for name, state in batch_norm_state(base).items():
@@ -280,16 +281,17 @@ def test_binary_labels_on_a_grayscale_model(tmp_path: Path) -> None:
 
 
 def test_early_stopping_without_validation_watches_the_training_metric() -> None:
-    report = Recorder()
+    settings = EarlyStoppingSettings(monitor="val_accuracy")
 
-    stopper = early_stopping(
-        EarlyStoppingSettings(monitor="val_accuracy"), False, ["accuracy"], report
-    )
+    stopper = early_stopping(settings, False, ["accuracy"])
+    monitor, notice = early_stopping_monitor(settings, False, ["accuracy"])
 
-    assert stopper is not None and stopper.monitor == "accuracy"
-    assert "monitors 'accuracy' instead of 'val_accuracy'" in report.messages[0]["message"]
+    assert stopper is not None and stopper.monitor == monitor == "accuracy"
+    assert notice is not None
+    assert "monitors 'accuracy' instead of 'val_accuracy'" in notice.message
+    assert early_stopping_monitor(settings, True, ["accuracy"]) == ("val_accuracy", None)
     with pytest.raises(Incompatible, match="monitor 'val_auc' is not a metric this job logs"):
-        early_stopping(EarlyStoppingSettings(monitor="val_auc"), True, ["accuracy"], report)
+        early_stopping(EarlyStoppingSettings(monitor="val_auc"), True, ["accuracy"])
 
 
 @pytest.mark.parametrize(
@@ -298,6 +300,11 @@ def test_early_stopping_without_validation_watches_the_training_metric() -> None
         ({"head": {"cut_at": "gap_pool"}}, Incompatible, "no layer named 'gap_pool'"),
         ({}, Incompatible, "the model outputs 5 classes but the data has 3 classes"),
         ({"head": {}, "freeze": {"until": "conv9"}}, Incompatible, "freeze.until"),
+        (  # a later phase's rule fails before the first phase trains
+            {"head": {}, "schedule": [{"epochs": 1}, {"epochs": 1, "freeze": {"until": "x"}}]},
+            Incompatible,
+            r"schedule\[1\]\.freeze\.until",
+        ),
         ({"training": {"loss": "no_such_loss"}}, Incompatible, "not a Keras loss"),
     ],
 )
@@ -314,7 +321,7 @@ def test_spec_that_does_not_fit_fails_before_training(
 
     with pytest.raises(error, match=message):
         train(request, report)
-    assert report.of_type("epoch") == []
+    assert report.of_type(EpochEnded) == []
     assert not (tmp_path / "out").exists()
 
 
