@@ -9,8 +9,9 @@ a worker that exits is marked dead so its live gauges drop out.
 """
 
 import os
-import shutil
-import tempfile
+
+from service.logs import ACCESS_LOG_FORMAT
+from service.metrics.multiprocess import mark_process_dead, prepare_directory
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8080")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
@@ -22,32 +23,16 @@ keepalive = 5
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
 # No request headers, user names or referrers in the access log (Authorization stays out);
 # both gunicorn logs pass through the service's secret redaction.
-access_log_format = '%(h)s %(t)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
+access_log_format = ACCESS_LOG_FORMAT
 logger_class = "service.logs.RedactingGunicornLogger"
 # Each worker builds its own app (and storage client): nothing is shared across a fork.
 preload_app = False
 
 
-def _prepare_metrics_dir() -> None:
-    # Set before any worker imports prometheus_client: it picks its mode at import time.
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if not path:
-        path = tempfile.mkdtemp(prefix="finetune-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
-    os.makedirs(path, exist_ok=True)
-    for name in os.listdir(path):  # values of a previous server would be summed in
-        target = os.path.join(path, name)
-        if os.path.isdir(target):
-            shutil.rmtree(target, ignore_errors=True)
-        else:
-            os.remove(target)
-
-
-_prepare_metrics_dir()
+# Here, in the master, before any worker imports prometheus_client: it picks its mode at import.
+prepare_directory()
 
 
 def child_exit(server, worker):  # type: ignore[no-untyped-def]
     """gunicorn hook: a worker process ended; drop its live-gauge files."""
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)
+    mark_process_dead(worker.pid)

@@ -15,6 +15,7 @@ from types import FrameType
 from service import settings
 from service.config import Config
 from service.logs import configure_logging
+from service.metrics.multiprocess import DIRECTORY_VARIABLE
 from service.security import SecurityError
 from service.settings import SettingError
 
@@ -23,7 +24,7 @@ log = logging.getLogger("service")
 
 def _worker(_: argparse.Namespace, config: Config) -> int:
     # A worker serves its own metrics; it must not write into an API server's multiprocess dir.
-    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    os.environ.pop(DIRECTORY_VARIABLE, None)
     from service.context import build_services
     from service.worker import Worker
     from service.worker.isolation import make_undumpable
@@ -45,6 +46,11 @@ def _worker(_: argparse.Namespace, config: Config) -> int:
 
 
 def _serve(args: argparse.Namespace, config: Config) -> int:
+    from service.metrics.multiprocess import prepare_directory
+
+    # First: prometheus_client (which service.app imports) picks its mode when first imported,
+    # and the gunicorn workers forked from here must keep their metrics in the shared directory.
+    prepare_directory()
     from service.app import load_tokens
     from service.context import build_services
     from service.http_server import serve_api
@@ -58,7 +64,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
         args.port,
         config.state_uri,
     )
-    worker_env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    worker_env = {k: v for k, v in os.environ.items() if k != DIRECTORY_VARIABLE}
     worker = subprocess.Popen([sys.executable, "-m", "service", "worker"], env=worker_env)
     try:
         serve_api(args.host, args.port, workers=args.api_workers)

@@ -20,7 +20,8 @@ from service.config import Config
 from service.context import Services, build_services
 from service.dryrun import DryRunner
 from service.logs import configure_logging
-from service.metrics.api import count_storage_error, install_request_timing
+from service.metrics import api as api_metrics
+from service.metrics.api import count_storage_error
 from service.metrics.store_collector import StoreCollector
 from service.security import TokenTable
 from service.webhooks.notifier import JobNotifier
@@ -74,7 +75,7 @@ def create_app(
         scan_limit=config.metrics_scan_limit,
         on_storage_error=lambda: count_storage_error("metrics"),
     )
-    install_request_timing(app)
+    api_metrics.install(app)
     api = _Api(
         app,
         spec_kwargs={

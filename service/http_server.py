@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
 from service.logs import ACCESS_LOG_FORMAT
+from service.metrics.multiprocess import mark_process_dead, prepare_directory
 
 
 class _EmbeddedGunicorn(BaseApplication):  # type: ignore[misc]
@@ -29,9 +28,7 @@ class _EmbeddedGunicorn(BaseApplication):  # type: ignore[misc]
 
 
 def _child_exit(server: Any, worker: Any) -> None:
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+    mark_process_dead(worker.pid)
 
 
 def serve_api(host: str, port: int, workers: int = 2) -> None:
@@ -39,10 +36,13 @@ def serve_api(host: str, port: int, workers: int = 2) -> None:
 
     ``/metrics`` sums over the gunicorn workers through prometheus_client's multiprocess mode,
     in a fresh temporary ``PROMETHEUS_MULTIPROC_DIR`` unless one is set (as in
-    deploy/gunicorn.conf.py).
+    deploy/gunicorn.conf.py). This process must not have imported prometheus_client (nor
+    service.app) before: see service/metrics/multiprocess.py.
+
+    Raises:
+        MetricsModeError: prometheus_client was imported already.
     """
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="finetune-metrics-"))
-    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+    prepare_directory()
     _EmbeddedGunicorn(
         {
             "bind": f"{host}:{port}",

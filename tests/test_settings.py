@@ -25,7 +25,7 @@ TABLES: tuple[type[Any], ...] = (Config, CliSettings)
 ENVIRONMENT_USERS = {
     "service/settings.py": "the one reader of the settings tables",
     "service/storage/client.py": "boto3's endpoint variables choose the addressing style",
-    "service/http_server.py": "PROMETHEUS_MULTIPROC_DIR is set for prometheus_client",
+    "service/metrics/multiprocess.py": "PROMETHEUS_MULTIPROC_DIR is set for prometheus_client",
     "service/metrics/api.py": "PROMETHEUS_MULTIPROC_DIR is prometheus_client's variable",
     "service/__main__.py": "the worker's environment leaves out the API's metrics directory",
     "service/security/redaction.py": "the values of secret variables, to redact them",

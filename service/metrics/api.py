@@ -18,11 +18,13 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from service.metrics.multiprocess import DIRECTORY_VARIABLE, in_multiprocess_mode
+
 
 def _ensure_multiprocess_dir() -> None:
     # prometheus_client opens its value files there as soon as a metric is made: a directory
     # named but not yet created (a fresh emptyDir mount point, a container's /tmp) must exist.
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    path = os.environ.get(DIRECTORY_VARIABLE)
     if path:
         os.makedirs(path, exist_ok=True)
 
@@ -46,21 +48,34 @@ STORAGE_ERRORS = Counter(
     ["process", "where"],
     registry=PROCESS_REGISTRY,
 )
+#: Where the API counts storage failures: a request answered 503, /readyz, the job counts.
+STORAGE_ERROR_PLACES = ("request", "readyz", "metrics")
 
 
 def multiprocess_dir() -> str | None:
-    """``PROMETHEUS_MULTIPROC_DIR`` where it is set and exists."""
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    return path if path and os.path.isdir(path) else None
+    """The multiprocess directory where this process's metrics are kept there, else None.
+
+    A process that imported prometheus_client before ``PROMETHEUS_MULTIPROC_DIR`` was set keeps
+    its values in memory: it reports those rather than an empty directory.
+    """
+    path = os.environ.get(DIRECTORY_VARIABLE)
+    return path if path and os.path.isdir(path) and in_multiprocess_mode() else None
 
 
 def count_storage_error(where: str) -> None:
-    """Count one storage failure seen by the API at ``where``."""
+    """Count one storage failure seen by the API at ``where`` (one of STORAGE_ERROR_PLACES)."""
     STORAGE_ERRORS.labels(process="api", where=where).inc()
 
 
-def install_request_timing(app: Flask) -> None:
-    """Time every request; the route label is the matched URL rule (bounded cardinality)."""
+def install(app: Flask) -> None:
+    """Time every request (the route label is the URL rule: bounded cardinality); start at 0.
+
+    Every storage-error series exists from the start, so a scrape shows it before the first
+    failure. ``inc(0)`` rather than ``labels()`` alone: in multiprocess mode it opens this
+    process's value file even where the series was made before gunicorn forked this worker.
+    """
+    for where in STORAGE_ERROR_PLACES:
+        STORAGE_ERRORS.labels(process="api", where=where).inc(0)
 
     @app.before_request
     def _start_timer() -> None:
