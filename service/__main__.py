@@ -78,7 +78,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
 
 
 def _token(args: argparse.Namespace, _: Config) -> int:
-    from service.security.issuing import add_to_auth_file, issue_token
+    from service.security.issuing import add_to_auth_file, issue_token, tenant_entry
 
     issued = issue_token(args.tenant, args.name)
     if args.auth_file:
@@ -86,6 +86,16 @@ def _token(args: argparse.Namespace, _: Config) -> int:
         print(
             f"added token {args.name!r} of tenant {args.tenant!r} to {args.auth_file}; "
             "restart (or HUP) the API to load it. The token, shown only now:",
+            file=sys.stderr,
+        )
+    elif args.read or args.write:
+        # The prefixes belong to the tenant, not the token: print the tenant with them.
+        tenant = json.dumps({args.tenant: tenant_entry(issued, args.read, args.write)})
+        print(
+            f'add this tenant to "tenants" in the auth file (where {args.tenant!r} is there '
+            "already: add the token to its tokens and the prefixes it lacks to its read and "
+            f"write lists):\n  {tenant[1:-1]}\n"
+            "The token, shown only now (the file keeps only its hash):",
             file=sys.stderr,
         )
     else:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from service.cli.client import ApiClient
+from service.cli.dry_run_report import summarize
 from service.cli.errors import CliError
 from service.cli.exit_codes import ExitCode, for_job
 from service.cli.progress import describe_outcome, describe_progress, make_view
@@ -210,7 +211,10 @@ def cmd_list(args: argparse.Namespace, client: ApiClient) -> int:
 
 
 def cmd_validate(args: argparse.Namespace, client: ApiClient) -> int:
-    """Dry-run a spec on the service: everything submit checks, plus the inputs."""
+    """Dry-run a spec on the service: everything submit checks, plus the inputs.
+
+    Prints a summary of the report (``--json``: the whole report, every layer).
+    """
     spec = load_spec(args.spec)
     try:
         answer = client.validate(spec)
@@ -226,27 +230,31 @@ def cmd_validate(args: argparse.Namespace, client: ApiClient) -> int:
     if args.json:
         _print_json(answer)
     else:
-        print(answer.get("message") or "The spec is valid.")
-        details = {k: v for k, v in answer.items() if k != "message"}
-        if details:
-            _print_json(details)
+        print("\n".join(summarize(answer)))
     return ExitCode.OK
 
 
 # the parser ----------------------------------------------------------------------------
+def _add_common_options(parser: argparse.ArgumentParser, url: str) -> None:
+    """``--url``, ``--json`` and ``--request-timeout``, with their defaults unless suppressed."""
+    suppressed = parser.argument_default is argparse.SUPPRESS
+    parser.add_argument(
+        "--url",
+        default=argparse.SUPPRESS if suppressed else url,
+        help=f"the service (default: $FINETUNE_URL or {url})",
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+    parser.add_argument(
+        "--request-timeout",
+        type=_positive,
+        default=argparse.SUPPRESS if suppressed else 30.0,
+        help="seconds per HTTP request (default 30)",
+    )
+
+
 def build_parser(environment: CliSettings | None = None) -> argparse.ArgumentParser:
     """The ``finetune`` argument parser; ``--url`` defaults to the environment's URL."""
     environment = environment or CliSettings()
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--url",
-        default=environment.url,
-        help="the service (default: $FINETUNE_URL or %(default)s)",
-    )
-    common.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
-    common.add_argument(
-        "--request-timeout", type=_positive, default=30.0, help="seconds per HTTP request"
-    )
     waiting = argparse.ArgumentParser(add_help=False)
     waiting.add_argument(
         "--timeout", type=_positive, default=None, help="give up waiting after this many seconds"
@@ -262,6 +270,12 @@ def build_parser(environment: CliSettings | None = None) -> argparse.ArgumentPar
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    # The common options work before the command and after it (`finetune --url U status ID`
+    # and `finetune status ID --url U`). After it they default to SUPPRESS: a subparser's
+    # default would otherwise overwrite a value given before the command.
+    _add_common_options(parser, environment.url)
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    _add_common_options(common, environment.url)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, run: Command, help_: str, *parents: argparse.ArgumentParser) -> Any:
@@ -310,7 +324,11 @@ def build_parser(environment: CliSettings | None = None) -> argparse.ArgumentPar
     listing.add_argument("--limit", type=int, default=20, help="1-100 (default 20)")
     listing.add_argument("--cursor", help="next_cursor of the previous page")
 
-    validate = add("validate", cmd_validate, "Dry-run a spec: check it and its inputs.")
+    validate = add(
+        "validate",
+        cmd_validate,
+        "Dry-run a spec: check it and its inputs; print a summary (--json: the whole report).",
+    )
     validate.add_argument("spec", help="job spec file: .yaml, .yml or .json")
     return parser
 

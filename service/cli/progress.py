@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from datetime import datetime
 from typing import Any, Protocol, TextIO
 
 _KEY_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -23,7 +24,9 @@ def describe_metrics(metrics: dict[str, Any], limit: int = 4) -> str:
 def describe_progress(job: dict[str, Any]) -> str:
     """``running training epoch 3/10 (30.0%) loss 0.41 ...`` for one line."""
     progress = job.get("progress") or {}
-    parts = [str(job.get("status", "?")), str(progress.get("phase", "?"))]
+    status, phase = str(job.get("status", "?")), str(progress.get("phase", "?"))
+    # A queued job's phase is "queued" too: say it once.
+    parts = [status] if phase == status else [status, phase]
     if progress.get("epochs"):
         parts.append(f"epoch {progress.get('epoch', 0)}/{progress['epochs']}")
     parts.append(f"({float(progress.get('percent') or 0):.1f}%)")
@@ -65,16 +68,28 @@ class ProgressView(Protocol):
         """Waiting is over."""
 
 
+def event_clock_time(event: dict[str, Any]) -> str:
+    """``HH:MM:SS`` (local time) of when the event happened; now where it carries no time."""
+    try:
+        moment = datetime.fromisoformat(str(event["time"]))
+    except (KeyError, ValueError):
+        return time.strftime("%H:%M:%S")
+    return moment.astimezone().strftime("%H:%M:%S")
+
+
 class PlainLines:
-    """One line per event and per change of status, phase or epoch: fit for CI logs."""
+    """One line per event and per change of status, phase or epoch: fit for CI logs.
+
+    A progress line is stamped when it was read; an event line with the event's own time, so
+    the events of a job that finished long ago show when they happened.
+    """
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
         self._last: tuple[Any, ...] | None = None
 
-    def _print(self, text: str) -> None:
-        stamp = time.strftime("%H:%M:%S")
-        print(f"{stamp} {text}", file=self._stream, flush=True)
+    def _print(self, text: str, stamp: str | None = None) -> None:
+        print(f"{stamp or time.strftime('%H:%M:%S')} {text}", file=self._stream, flush=True)
 
     def update(self, job: dict[str, Any]) -> None:
         """Print the progress where it changed."""
@@ -85,8 +100,8 @@ class PlainLines:
             self._print(f"{job['id']} {describe_progress(job)}")
 
     def event(self, event: dict[str, Any]) -> None:
-        """Print the event's message."""
-        self._print(f"  [{event.get('type')}] {event.get('message', '')}")
+        """Print the event's message, stamped with its time."""
+        self._print(f"  [{event.get('type')}] {event.get('message', '')}", event_clock_time(event))
 
     def note(self, message: str) -> None:
         """Print ``message``."""

@@ -41,6 +41,17 @@ def issue_token(tenant: str, name: str = "token") -> IssuedToken:
     return IssuedToken(token, tenant, {"name": name, "sha256": hash_token(token)})
 
 
+def tenant_entry(
+    issued: IssuedToken, read: Sequence[str] = (), write: Sequence[str] = ()
+) -> dict[str, Any]:
+    """A new tenant's auth-file entry: its prefixes and ``issued`` as its one token."""
+    return {
+        "read": list(dict.fromkeys(read)),
+        "write": list(dict.fromkeys(write)),
+        "tokens": [issued.entry],
+    }
+
+
 def add_to_auth_file(
     path: Path, issued: IssuedToken, read: Sequence[str] = (), write: Sequence[str] = ()
 ) -> None:
@@ -57,11 +68,14 @@ def add_to_auth_file(
         table_text = path.read_text(encoding="utf-8")
         TokenTable.load(path)  # refuse to edit a file the service would refuse
         data = json.loads(table_text)
-    settings = data["tenants"].setdefault(issued.tenant, {"read": [], "write": [], "tokens": []})
-    for key, prefixes in (("read", read), ("write", write)):
-        current = settings.setdefault(key, [])
-        current.extend(prefix for prefix in prefixes if prefix not in current)
-    settings.setdefault("tokens", []).append(issued.entry)
+    settings = data["tenants"].get(issued.tenant)
+    if settings is None:
+        data["tenants"][issued.tenant] = tenant_entry(issued, read, write)
+    else:
+        for key, prefixes in (("read", read), ("write", write)):
+            current = settings.setdefault(key, [])
+            current.extend(prefix for prefix in prefixes if prefix not in current)
+        settings.setdefault("tokens", []).append(issued.entry)
     TokenTable.from_dict(data, source=str(path))
     text = json.dumps(data, indent=2) + "\n"
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o600

@@ -229,7 +229,9 @@ def similar_names_hint(name: str, names: list[str], count: int = 5) -> str:
     if close:
         return "Similar names: " + ", ".join(repr(n) for n in close) + "."
     shown = ", ".join(repr(n) for n in names[:count])
-    return f"Its layers are {shown}{', ...' if len(names) > count else ''}."
+    if len(names) > count:
+        return f"Its first {count} layers (of {len(names)}) are {shown}."
+    return f"Its layers are {shown}."
 
 
 def _rewire(

@@ -6,16 +6,18 @@ import io
 import subprocess
 import sys
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from service.cli.client import format_field_errors
+from service.cli.dry_run_report import summarize
 from service.cli.errors import CliError
 from service.cli.exit_codes import ExitCode, for_job
 from service.cli.main import build_parser
-from service.cli.progress import LiveBar, PlainLines, make_view
+from service.cli.progress import LiveBar, PlainLines, describe_progress, make_view
 from service.cli.spec_file import load_spec
 from tests.helpers.processes import REPO
 
@@ -131,3 +133,86 @@ def test_console_script_is_declared_and_needs_no_tensorflow() -> None:
     )
     run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_a_queued_job_says_queued_once() -> None:
+    queued = {"id": "ftj_1", "status": "queued", "progress": {"phase": "queued", "percent": 0}}
+    assert describe_progress(queued) == "queued (0.0%)"
+    assert describe_progress(_JOB).startswith("running training epoch 3/10")
+
+
+def test_plain_lines_stamp_events_with_their_own_time() -> None:
+    stream = io.StringIO()
+    view = PlainLines(stream)
+    happened = datetime(2020, 5, 17, 8, 9, 10, tzinfo=UTC)
+    view.event({"type": "created", "message": "Job created.", "time": "2020-05-17T08:09:10.000Z"})
+    local = happened.astimezone().strftime("%H:%M:%S")
+    assert stream.getvalue() == f"{local}   [created] Job created.\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--url", "http://elsewhere:1", "status", "ftj_1"],
+        ["status", "ftj_1", "--url", "http://elsewhere:1"],
+    ],
+)
+def test_common_options_go_before_or_after_the_command(argv: list[str]) -> None:
+    args = build_parser().parse_args(["--json", *argv, "--request-timeout", "5"])
+    assert (args.url, args.json, args.request_timeout) == ("http://elsewhere:1", True, 5.0)
+    assert build_parser().parse_args(["status", "ftj_1"]).url == "http://127.0.0.1:8080"
+
+
+_REPORT = {
+    "valid": True,
+    "model": {
+        "format": "keras",
+        "layer_count": 14,
+        "params": 6421,
+        "input_shape": [None, 32, 32, 3],
+        "layers": [{"index": i, "name": f"layer{i}"} for i in range(14)],
+    },
+    "data": {
+        "train": {
+            "format": "image_folder",
+            "class_names": ["a", "b"],
+            "sampled": True,
+            "examples_in_sample": 8,
+            "image_shapes": [[32, 32, 3]],
+        },
+        "validation": None,
+    },
+    "image_shape": [32, 32, 3],
+    "preprocessing": "rescale",
+    "precision": "float32",
+    "head": {
+        "cut_layer": "gap",
+        "feature_shape": [32],
+        "layers": ["predictions"],
+        "output_units": 2,
+    },
+    "phases": [
+        {
+            "index": 0,
+            "epochs": 3,
+            "learning_rate": 0.001,
+            "freeze": {"first_n": 2},
+            "frozen_layers": ["input", "conv1"],
+            "trainable_params": 900,
+            "non_trainable_params": 300,
+        }
+    ],
+    "warnings": ["dataset.train: only 8 images."],
+}
+
+
+def test_the_dry_run_summary_names_what_to_check_in_a_few_lines() -> None:
+    lines = summarize(_REPORT)
+    assert len(lines) <= 10
+    text = "\n".join(lines)
+    assert "14 layers" in text and "6,421 params" in text
+    assert "2 classes (a, b)" in text
+    assert "cut at gap" in text and "2 outputs" in text
+    assert "2 base layers frozen (input, conv1)" in text
+    assert "warning    dataset.train: only 8 images." in text
+    assert "layer13" not in text, "every layer is for --json"

@@ -178,6 +178,20 @@ def test_token_command_without_a_file_prints_the_entry_to_add() -> None:
     assert token not in result.stderr
 
 
+def test_token_command_without_a_file_prints_the_prefixes_with_the_tenant() -> None:
+    result = _service(
+        "token", "--tenant", "team-c", "--read", "s3://data/team-c/", "--write", "s3://out/c/"
+    )
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    pasted = next(line for line in result.stderr.splitlines() if '"team-c": {' in line)
+    table = TokenTable.from_dict(json.loads("{\"tenants\": {" + pasted + "}}"), source="pasted")
+    principal = table.authenticate(token)
+    assert principal is not None and principal.tenant == "team-c"
+    assert principal.may_read("s3://data/team-c/x.keras")
+    assert principal.may_write("s3://out/c/v1/") and not principal.may_write("s3://data/team-c/")
+
+
 def test_token_command_refuses_a_bad_tenant_name_and_a_broken_file(tmp_path: Path) -> None:
     bad_name = _service("token", "--tenant", "team a")
     assert bad_name.returncode == 2 and "not allowed" in bad_name.stderr

@@ -16,6 +16,7 @@ from service.trainer.model_surgery import (
     build_model,
     resolve_cut_layer,
     resolve_image_shape,
+    similar_names_hint,
 )
 from service.trainer.plan import HeadSettings
 from tests.helpers.models import build_tiny_cnn
@@ -89,6 +90,13 @@ def test_binary_labels_get_one_sigmoid_unit(pretrained_keras: Path) -> None:
 
     assert built.output_units == 1
     assert built.head_layers[-1].activation.__name__ == "sigmoid"
+
+
+def test_without_similar_names_the_hint_names_the_first_layers_and_the_count() -> None:
+    names = ["input", "conv1", "bn1", "relu1", "pool1", "conv2", "gap"]
+    hint = similar_names_hint("block_13_expand", names)
+    assert hint == "Its first 5 layers (of 7) are 'input', 'conv1', 'bn1', 'relu1', 'pool1'."
+    assert similar_names_hint("block_13_expand", names[:2]) == "Its layers are 'input', 'conv1'."
 
 
 def test_cut_at_unknown_name_suggests_similar_names(pretrained_keras: Path) -> None:
