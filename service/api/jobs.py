@@ -1,4 +1,8 @@
-"""``/v1/jobs``: create, list, get, cancel, events."""
+"""``/v1/jobs``: create, list, get, cancel, events.
+
+The views' docstrings are their operations' summary and description in the OpenAPI document,
+rendered on ``/docs`` as Markdown: they quote names with single backticks.
+"""
 
 from __future__ import annotations
 
@@ -113,8 +117,8 @@ class Jobs(MethodView):
     ) -> dict[str, Any]:
         """List jobs, newest first.
 
-        Filter by ``status`` and by ``label`` (``key=value``); page with ``limit`` and the
-        ``next_cursor`` of the previous page.
+        Filter by `status` and by `label` (`key=value`); page with `limit` and the
+        `next_cursor` of the previous page.
         """
         label_pair = tuple(label.split("=", 1)) if label else None
         try:
@@ -157,9 +161,9 @@ class Jobs(MethodView):
     def post(self, spec: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
         """Validate a job spec and queue it.
 
-        Where tokens are configured, every input (``base_model.uri``, ``dataset.*``) must lie
-        under a prefix the caller's tenant may read and ``output.uri`` under one it may write
-        (403 otherwise). With an ``Idempotency-Key`` header, repeating the request (same key,
+        Where tokens are configured, every input (`base_model.uri`, `dataset.*`) must lie
+        under a prefix the caller's tenant may read and `output.uri` under one it may write
+        (403 otherwise). With an `Idempotency-Key` header, repeating the request (same key,
         same body) returns the job the first one created, with 200, however many replicas
         answer.
         """
@@ -299,7 +303,7 @@ class JobEvents(MethodView):
     @blp.response(200, EventListSchema)
     @documents_errors(blp, 401, 404, 422, 503)
     def get(self, job_id: str, after: int) -> dict[str, Any]:
-        """The job's events, oldest first; ``after`` returns only newer ones."""
+        """The job's events, oldest first; `after` returns only newer ones."""
         try:
             events = services().jobs.read_events(job_id, after, _tenant())
         except NoSuchJob:
