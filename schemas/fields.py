@@ -95,7 +95,8 @@ class FreezeField(fields.Field[Any]):
         },
         "FreezeFirstN": {
             "type": "object",
-            "description": "Freeze the first N layers of the base.",
+            "description": "Freeze the first N layers of the base, in its layer order (the "
+            "input layer counts: first_n 2 freezes the input layer and the first layer after it).",
             "properties": {
                 "first_n": {"type": "integer", "minimum": 0, "maximum": MAX_LAYER_INDEX}
             },
@@ -127,7 +128,8 @@ class FreezeField(fields.Field[Any]):
         kwargs["metadata"] = {
             "description": (
                 '"none" (all layers train), "base" (all but the new head), {"first_n": N} '
-                '(the first N layers of the base), {"until": "layer_name"} (that layer and all '
+                "(the first N layers of the base in order, its input layer counted), "
+                '{"until": "layer_name"} (that layer and all '
                 'before it), or {"pattern": "regex"} (layers whose name matches).'
             ),
             "oneOf": list(self.OPENAPI_COMPONENTS),

@@ -185,7 +185,7 @@ def test_token_command_without_a_file_prints_the_prefixes_with_the_tenant() -> N
     assert result.returncode == 0, result.stderr
     token = result.stdout.strip()
     pasted = next(line for line in result.stderr.splitlines() if '"team-c": {' in line)
-    table = TokenTable.from_dict(json.loads("{\"tenants\": {" + pasted + "}}"), source="pasted")
+    table = TokenTable.from_dict(json.loads('{"tenants": {' + pasted + "}}"), source="pasted")
     principal = table.authenticate(token)
     assert principal is not None and principal.tenant == "team-c"
     assert principal.may_read("s3://data/team-c/x.keras")
