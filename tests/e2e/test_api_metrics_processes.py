@@ -8,7 +8,6 @@ anything imports prometheus_client.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +16,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.metrics.api import STORAGE_ERROR_PLACES
-from tests.helpers.net import free_port, wait_for_http
-from tests.helpers.processes import ServiceProcess, gunicorn_api
+from tests.helpers.net import free_port
+from tests.helpers.processes import embedded_service, gunicorn_api
 
 pytestmark = pytest.mark.slow
 
@@ -31,17 +30,6 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
-
-
-def _serve(port: int, env: dict[str, str], root: Path) -> ServiceProcess:
-    argv = [sys.executable, "-m", "service", "serve", "--port", str(port), "--api-workers", "2"]
-    serve = ServiceProcess("serve", argv, env, root).start()
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=60)
-    except Exception:
-        serve.stop()
-        raise RuntimeError(f"serve did not start:\n{serve.log()}") from None
-    return serve
 
 
 @pytest.fixture(params=["serve", "gunicorn", "gunicorn-named-dir"])
@@ -68,7 +56,7 @@ def server(
         env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "metrics")
     port = free_port()
     if request.param == "serve":
-        process = _serve(port, env, tmp_path)
+        process = embedded_service(port, env, tmp_path)
     else:
         process = gunicorn_api(port, env, tmp_path, workers=2)
     try:

@@ -23,9 +23,17 @@ VENV_BIN = Path(sys.executable).parent
 class ServiceProcess:
     """A child process in its own process group, its output in a log file."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        log_dir: Path,
+        cwd: Path | None = None,
+    ) -> None:
         self.name = name
         self.argv = argv
+        self.cwd = cwd or REPO
         self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -35,7 +43,7 @@ class ServiceProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             self.argv,
-            cwd=REPO,
+            cwd=self.cwd,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -77,12 +85,28 @@ def gunicorn_api(port: int, env: dict[str, str], log_dir: Path, workers: int = 2
         "service.app:create_app()",
     ]
     api = ServiceProcess(f"gunicorn-{port}", argv, env, log_dir).start()
+    return _answering(api, f"http://127.0.0.1:{port}/healthz", timeout=30)
+
+
+def embedded_service(
+    port: int, env: dict[str, str], log_dir: Path, api_workers: int = 2, cwd: Path | None = None
+) -> ServiceProcess:
+    """``python -m service serve`` (the API under gunicorn and one worker), answering."""
+    argv = [sys.executable, "-m", "service", "serve", "--port", str(port)]
+    serve = ServiceProcess(
+        f"serve-{port}", [*argv, "--api-workers", str(api_workers)], env, log_dir, cwd=cwd
+    ).start()
+    return _answering(serve, f"http://127.0.0.1:{port}/healthz", timeout=60)
+
+
+def _answering(process: ServiceProcess, url: str, timeout: float) -> ServiceProcess:
+    """``process`` once ``url`` answers; stopped, its log in the error, where it never does."""
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=30)
+        wait_for_http(url, timeout=timeout)
     except Exception:
-        api.stop()
-        raise RuntimeError(f"gunicorn did not start:\n{api.log()}") from None
-    return api
+        process.stop()
+        raise RuntimeError(f"{process.name} did not start:\n{process.log()}") from None
+    return process
 
 
 def worker_process(name: str, env: dict[str, str], log_dir: Path) -> ServiceProcess:
