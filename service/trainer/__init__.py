@@ -1,15 +1,19 @@
 """The trainer: the only package that imports TensorFlow and Keras.
 
-Only ``service.contract.request``, ``service.trainer.errors``, ``service.trainer.plan``,
-``service.trainer.child``, ``service.trainer.model_safety`` and ``service.trainer.preprocessing``
-are safe to import from the worker or the API: they do not import TensorFlow (``child`` loads it
-inside ``run_in_child``, ``preprocessing`` inside ``preprocessing_layers``). Everything else runs
-in the trainer's child process (or the dry run's).
+Only ``service.trainer.errors``, ``service.trainer.plan``, ``service.trainer.child``,
+``service.trainer.model_safety`` and ``service.trainer.preprocessing`` are safe to import from
+the worker or the API: they do not import TensorFlow (``child`` loads it inside ``run_request``,
+``preprocessing`` inside ``preprocessing_layers``). Everything else runs in a trainer child.
 
 Modules, in the order a run uses them:
 
-- ``child``: the process boundary; ``run_in_child(request, events)`` reports on a queue.
-- ``run``: ``train(request, report)``, one run from request to exported model.
+- ``child``: the process boundary; ``run_request(request, send)`` runs a request in its mode
+  and sends typed messages (service.contract.messages), the final one last, and never raises.
+- ``pipeline``: the steps both modes share, written once (``prepare``): a job's training stops
+  at the first problem, the dry run's inspection collects them all under their spec fields.
+- ``run``: train mode, ``train(request, report)``: prepare, fit the phases, export.
+- ``inspection``: inspect mode (the dry run), ``inspect(request)``: prepare on a sample,
+  describe what was found, train nothing.
 - ``plan``: the job spec read into typed settings and phases.
 - ``model_safety``: the model file's stored configuration checked before anything loads it.
 - ``loading``: the base model file, detected and loaded (Keras 3 safe mode; Keras 2 files
@@ -20,9 +24,10 @@ Modules, in the order a run uses them:
 - ``preprocessing``: pixel preprocessing (``rescale``, Keras applications families) as layers.
 - ``model_surgery``: raw-pixel input, preprocessing, the base cut at a layer, a new head.
 - ``freezing``: freeze rules; frozen BatchNormalization stays frozen.
+- ``phases``: what each phase freezes and trains, for its event, the dry run and the outcome.
 - ``compiling``: optimizer, loss and metrics.
 - ``callbacks``: per-epoch progress reporting.
+- ``reporting``: progress messages and checkpoint writes off the training thread, in order.
 - ``fitting``: the phases: freeze, recompile, fit, early stopping.
 - ``export``: ``saved_model/`` for serving and ``model.keras`` for the next job.
-- ``inspection``: the dry run: every check of a run, on a sample, without training.
 """

@@ -142,13 +142,24 @@ def prepare(request: TrainingRequest, problems: Problems) -> Prepared:
             # Go on at the model's own size, to find the spec's other problems too.
             found.image_shape = problems.check(lambda: resolve_image_shape(loaded.model, None))
     partial_classes = _read_data(request, plan, found, problems)
+    stopping = training.early_stopping
+    if stopping is not None:
+        chosen = problems.check(
+            lambda: early_stopping_monitor(
+                stopping, _has_validation(request, plan, found), training.metrics
+            )
+        )
+        if chosen is not None and chosen[1] is not None:
+            problems.notes.append(chosen[1])  # it watches another metric than asked for
     num_classes = _class_count(plan, found.train, partial_classes)
     head = plan.head
     names = [] if found.train is None else found.train.class_names
-    if num_classes is not None and not problems.passes(
-        lambda: check_head_classes(head, num_classes, names)
+    if (
+        head is not None
+        and num_classes is not None
+        and not problems.passes(lambda: check_head_classes(head, num_classes, names))
     ):
-        head = replace(head, num_classes=None) if head is not None else None  # the data's count
+        head = replace(head, num_classes=None)  # go on with the data's count
     if loaded is None or found.image_shape is None or num_classes is None:
         return found
     image_shape, policy = found.image_shape, found.policy
@@ -216,18 +227,14 @@ def _read_data(
     found.class_weight = problems.check(
         lambda: class_weights(training.class_weight, held.class_names, held.counts())
     )
-    if training.early_stopping is not None:
-        # A sample may be too small to hold out any image where the full data is not.
-        has_validation = found.validation is not None or (
-            request.sampled and plan.data.validation_split > 0
-        )
-        settings = training.early_stopping
-        chosen = problems.check(
-            lambda: early_stopping_monitor(settings, has_validation, training.metrics)
-        )
-        if chosen is not None and chosen[1] is not None:
-            problems.notes.append(chosen[1])
     return partial_classes
+
+
+def _has_validation(request: TrainingRequest, plan: TrainingPlan, found: Prepared) -> bool:
+    """Whether the job validates: a sample may hold out no image where the full data will."""
+    if request.sampled:
+        return request.validation_path is not None or plan.data.validation_split > 0
+    return found.validation is not None
 
 
 def _class_count(plan: TrainingPlan, train: Examples | None, partial_classes: bool) -> int | None:

@@ -124,9 +124,13 @@ def test_inspect_mode_collects_every_field_error_in_one_run(
         tmp_path,
         pretrained_keras,
         digits_train,
-        dataset={"image_size": [64, 64]},
+        dataset={"image_size": [64, 64], "validation_split": 0},
         head={"cut_at": "gap", "num_classes": 5},
-        training={"class_weight": {"zebra": 2.0}, "metrics": ["accuracy", "no_such_metric"]},
+        training={
+            "class_weight": {"zebra": 2.0},
+            "metrics": ["accuracy", "no_such_metric"],
+            "early_stopping": {"monitor": "val_loss"},
+        },
         schedule=SCHEDULE_WITH_A_BAD_RULE,
     )
     sent = Recorder()
@@ -153,6 +157,9 @@ def test_inspect_mode_collects_every_field_error_in_one_run(
     report = finished.report
     assert report["image_shape"] == [32, 32, 3] and report["output_units"] == 3
     assert [phase["index"] for phase in report["phases"]] == [0]
+    assert report["warnings"] == [
+        "There is no validation data, so early stopping monitors 'loss' instead of 'val_loss'."
+    ]
     assert not (tmp_path / "out").exists()  # nothing trained, nothing written
 
 
