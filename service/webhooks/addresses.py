@@ -17,10 +17,52 @@ from service.webhooks.errors import ForbiddenAddress
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+#: NAT64 prefixes (RFC 6052's well-known one, RFC 8215's local-use one): the last 32 bits
+#: are the IPv4 address a NAT64 gateway connects to.
+_NAT64_NETWORKS = (
+    ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("64:ff9b:1::/48"),
+)
+#: IPv4-compatible addresses (deprecated by RFC 4291, still routed by some stacks): ::a.b.c.d.
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
 def forbidden_reason(address: IPAddress) -> str | None:
-    """Why webhooks may not reach ``address`` (``"loopback"``, ``"private"``...), or None."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Why webhooks may not reach ``address`` (``"loopback"``, ``"private"``...), or None.
+
+    An IPv6 address that carries an IPv4 address (IPv4-mapped, IPv4-compatible, 6to4, NAT64,
+    Teredo) is also judged by the IPv4 address it carries: a gateway or the host's own stack
+    would deliver the connection there.
+    """
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return forbidden_reason(address.ipv4_mapped)
+        for form, embedded in embedded_ipv4(address):
+            reason = _direct_reason(embedded)
+            if reason is not None:
+                return f"{form} {reason}"
+    return _direct_reason(address)
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[tuple[str, ipaddress.IPv4Address]]:
+    """The IPv4 addresses that ``address`` carries, each with an adjective naming its form."""
+    found: list[tuple[str, ipaddress.IPv4Address]] = []
+    if address.sixtofour is not None:
+        found.append(("6to4-embedded", address.sixtofour))
+    if address.teredo is not None:
+        server, client = address.teredo
+        found += [("Teredo-embedded", server), ("Teredo-embedded", client)]
+    low32 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if any(address in network for network in _NAT64_NETWORKS):
+        found.append(("NAT64-embedded", low32))
+    # :: and ::1 are IPv6's own unspecified and loopback addresses, not IPv4-compatible ones.
+    if address in _IPV4_COMPATIBLE and int(address) > 1:
+        found.append(("IPv4-compatible", low32))
+    return found
+
+
+def _direct_reason(address: IPAddress) -> str | None:
+    """Why ``address`` itself (not what it carries) may not be reached, or None."""
     checks = (
         (address.is_loopback, "loopback"),
         (address.is_link_local, "link-local"),

@@ -51,6 +51,41 @@ def test_forbidden_reason_classifies_addresses(address: str, reason: str | None)
     assert forbidden_reason(ipaddress.ip_address(address)) == reason
 
 
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("2002:7f00:1::", "6to4-embedded loopback"),  # 6to4 of 127.0.0.1
+        ("2002:a00:1::5", "6to4-embedded private"),  # 6to4 of 10.0.0.1
+        ("2002:a9fe:a9fe::1", "6to4-embedded link-local"),  # 6to4 of 169.254.169.254
+        ("64:ff9b::7f00:1", "NAT64-embedded loopback"),  # well-known NAT64 prefix
+        ("64:ff9b::c0a8:101", "NAT64-embedded private"),  # 192.168.1.1
+        ("64:ff9b:1::a00:1", "NAT64-embedded private"),  # local-use NAT64 prefix, 10.0.0.1
+        # Teredo: server 65.54.227.120, client 127.0.0.1 (stored inverted, as Teredo does)
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", "Teredo-embedded loopback"),
+        ("::127.0.0.1", "IPv4-compatible loopback"),
+        ("::10.1.2.3", "IPv4-compatible private"),
+        ("::ffff:10.1.2.3", "private"),  # IPv4-mapped: judged as the IPv4 address
+        ("::ffff:169.254.169.254", "link-local"),
+        ("2002:808:808::1", None),  # 6to4 of the public 8.8.8.8 stays reachable
+    ],
+)
+def test_ipv6_forms_carrying_an_ipv4_address_are_judged_by_it(
+    address: str, reason: str | None
+) -> None:
+    assert forbidden_reason(ipaddress.ip_address(address)) == reason
+
+
+def test_a_6to4_loopback_webhook_is_refused_at_submit_and_at_send_time() -> None:
+    message = check_literal_host("http://[2002:7f00:1::]:9/hook", False) or ""
+    assert "6to4-embedded loopback" in message
+    outcomes: list[DeliveryOutcome] = []
+    sender = _sender(outcomes, allow_private=False)
+    sender.notify("ftj_x", "default", "http://[64:ff9b::7f00:1]:9/hook", {"id": "x"})
+    assert sender.close(timeout=10)
+    assert len(outcomes) == 1 and outcomes[0].refused
+    assert "NAT64-embedded loopback" in outcomes[0].message
+
+
 def test_literal_private_hosts_are_refused_unless_allowed() -> None:
     assert "loopback" in (check_literal_host("http://127.0.0.1:9/hook", False) or "")
     assert "link-local" in (check_literal_host("http://[fe80::1]/x", False) or "")
