@@ -16,7 +16,8 @@ from service.metrics.multiprocess import mark_process_dead, prepare_directory
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8080")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-worker_class = "gthread"
+# gunicorn's gthread worker, answering the requests gunicorn itself refuses in JSON.
+worker_class = "service.api.gunicorn_worker.JsonErrorWorker"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 graceful_timeout = 10
 keepalive = 5

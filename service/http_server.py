@@ -48,7 +48,7 @@ def serve_api(host: str, port: int, workers: int = 2) -> None:
             "bind": f"{host}:{port}",
             "workers": workers,
             "threads": 4,
-            "worker_class": "gthread",
+            "worker_class": "service.api.gunicorn_worker.JsonErrorWorker",
             "timeout": 60,
             "graceful_timeout": 10,
             "accesslog": "-",

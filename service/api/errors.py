@@ -28,6 +28,15 @@ def error_response(
 
     Secrets this process knows of (credentials, tokens) are redacted from the text.
     """
+    response = jsonify(error_body(code, message, errors))
+    response.status_code = code
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def error_body(code: int, message: str, errors: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON error form ``{"code", "status", "message", "errors"}``, secrets redacted."""
     body: dict[str, Any] = {
         "code": code,
         "status": HTTPStatus(code).phrase,
@@ -35,11 +44,7 @@ def error_response(
     }
     if errors:
         body["errors"] = redact_data(errors)
-    response = jsonify(body)
-    response.status_code = code
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
+    return body
 
 
 def _http_error(exc: HTTPException) -> Response:
