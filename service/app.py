@@ -24,6 +24,7 @@ from service.metrics import api as api_metrics
 from service.metrics.api import count_storage_error
 from service.metrics.store_collector import StoreCollector
 from service.security import TokenTable
+from service.storage.client import API_STORAGE
 from service.webhooks.notifier import JobNotifier
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def create_app(
     config = config or (services.config if services else Config.from_env())
     configure_logging(config.log_level, config.log_format)
     tokens = load_tokens(config)
-    services = services or build_services(config)
+    services = services or build_services(config, patience=API_STORAGE)
     app = Flask(__name__)
     app.config.update(
         API_TITLE="Keras fine-tuning service",

@@ -8,7 +8,7 @@ from functools import partial
 
 from service.config import Config
 from service.jobs import JobStore
-from service.storage.client import make_s3_client
+from service.storage.client import WORKER_STORAGE, StoragePatience, make_s3_client
 from service.storage.resolver import Storage
 from service.storage.selfcheck import verify_conditional_writes
 
@@ -24,10 +24,19 @@ class Services:
     jobs: JobStore
 
 
-def build_services(config: Config, *, self_check: bool = True) -> Services:
-    """Open storage and the job store; refuse a backend that ignores conditional writes."""
+def build_services(
+    config: Config, *, self_check: bool = True, patience: StoragePatience = WORKER_STORAGE
+) -> Services:
+    """Open storage and the job store; refuse a backend that ignores conditional writes.
+
+    Args:
+        config: The settings.
+        self_check: Check that the backend enforces conditional writes.
+        patience: How long each S3 call waits and how often it tries: the worker's by
+            default, ``API_STORAGE`` for the API.
+    """
     storage = Storage(
-        partial(make_s3_client, addressing_style=config.s3_addressing_style),
+        partial(make_s3_client, addressing_style=config.s3_addressing_style, patience=patience),
         allow_local=config.allow_local_storage,
     )
     state_store, prefix = storage.open_state_store(config.state_uri)

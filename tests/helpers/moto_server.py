@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -102,6 +103,7 @@ class MotoServer:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
+        process.send_signal(signal.SIGCONT)  # a stalled server would not act on SIGTERM
         process.terminate()
         try:
             process.wait(timeout=5)
@@ -113,6 +115,19 @@ class MotoServer:
         """Stop and start again on the same port, with empty memory."""
         self.stop()
         return self.start()
+
+    def stall(self) -> None:
+        """Freeze the server (SIGSTOP): connections are still accepted, nothing is answered.
+
+        What a hung storage gateway looks like to a client, as opposed to a refused connection.
+        """
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a stalled server go on (SIGCONT); what it had received is answered then."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
 
     def reset(self) -> None:
         """Forget every bucket and object without restarting (``POST /moto-api/reset``)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service.storage import NoSuchBucket, S3ObjectStore, StorageUnavailable, make_s3_client
+from service.storage.client import StoragePatience
 from tests.helpers.moto_server import MotoServer
 
 
@@ -12,7 +13,7 @@ def test_restart_keeps_the_port_and_forgets_everything(monkeypatch: pytest.Monke
     with MotoServer(serialize_requests=False) as server:
         for name, value in server.env.items():
             monkeypatch.setenv(name, value)
-        client = make_s3_client(max_attempts=1, connect_timeout=1, read_timeout=5)
+        client = make_s3_client(patience=StoragePatience("test", 1, 5, 1))
         client.create_bucket(Bucket="kept-across-restart")
         store = S3ObjectStore(client, "kept-across-restart")
         store.put("k", b"v")

@@ -22,7 +22,7 @@ from service.storage import (
     StorageUnavailable,
     make_s3_client,
 )
-from service.storage.client import choose_addressing_style
+from service.storage.client import StoragePatience, choose_addressing_style
 from tests.helpers.net import free_port
 
 
@@ -86,9 +86,7 @@ def test_unreachable_endpoint_is_unavailable_quickly(s3_env: dict[str, str]) -> 
     # Nothing listens on a just-freed port: every connection is refused at once.
     client = make_s3_client(
         endpoint_url=f"http://127.0.0.1:{free_port()}",
-        max_attempts=2,
-        connect_timeout=1,
-        read_timeout=1,
+        patience=StoragePatience("test", connect_timeout=1, read_timeout=1, max_attempts=2),
     )
     store = S3ObjectStore(client, "any-bucket")
     started = time.monotonic()

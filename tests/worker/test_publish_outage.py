@@ -7,12 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from service.storage.client import make_s3_client
+from service.storage.client import StoragePatience, make_s3_client
 from service.storage.resolver import Storage
 from service.worker.errors import JobFailure
 from service.worker.staging import Stager
 from tests.helpers.moto_server import MotoServer
 from tests.helpers.tcp_proxy import TcpProxy
+
+#: One try per call: the Stager's own outage policy, not botocore, waits the outage out here.
+ONE_TRY = StoragePatience("test", connect_timeout=5, read_timeout=60, max_attempts=1)
 
 
 @pytest.fixture
@@ -36,7 +39,7 @@ def test_uploads_and_manifest_go_through_after_the_outage_ends(
     try:
         admin = make_s3_client()
         admin.create_bucket(Bucket="publish-outage")
-        client = make_s3_client(endpoint_url=proxy.endpoint, max_attempts=1)
+        client = make_s3_client(endpoint_url=proxy.endpoint, patience=ONE_TRY)
         stager = Stager(Storage(lambda: client, allow_local=False), outage_seconds=60)
         proxy.stop()
         restart = threading.Timer(2.0, proxy.start)
@@ -62,7 +65,7 @@ def test_an_outage_longer_than_the_limit_fails_the_job(
     moto_server: MotoServer, s3_env: dict[str, str], outputs: Path
 ) -> None:
     proxy = TcpProxy("127.0.0.1", moto_server.port).start()
-    client = make_s3_client(endpoint_url=proxy.endpoint, max_attempts=1)
+    client = make_s3_client(endpoint_url=proxy.endpoint, patience=ONE_TRY)
     proxy.stop()
     stager = Stager(Storage(lambda: client, allow_local=False), outage_seconds=1)
 
