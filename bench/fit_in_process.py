@@ -45,6 +45,7 @@ def paired(
     """Both sides built once in this process, then ``rounds`` alternating fits of each."""
     import keras
 
+    from service.contract.plan import FreezeRule, HeadSettings
     from service.trainer.callbacks import ProgressCallback, tensorboard_callback
     from service.trainer.checkpointing import CheckpointCallback
     from service.trainer.compiling import compile_model
@@ -52,7 +53,6 @@ def paired(
     from service.trainer.freezing import Freezer
     from service.trainer.loading import load_base_model
     from service.trainer.model_surgery import build_model
-    from service.trainer.plan import FreezeRule, HeadSettings
     from service.trainer.reporting import BackgroundReporter
 
     shape = (size, size, 3)
@@ -69,11 +69,13 @@ def paired(
         load_base_model(base_path, "auto"),
         image_shape=shape,
         preprocessing="rescale",
-        head=HeadSettings(cut_at=-1, hidden_units=(128,)),
+        head=HeadSettings(
+            cut_at=-1, pooling="avg", hidden_units=(128,), dropout=0.0, num_classes=None
+        ),
         num_classes=CLASSES,
         label_mode="categorical",
     )
-    Freezer(built).apply(FreezeRule("base" if mode == "head" else "none"), "freeze")
+    Freezer(built).apply(FreezeRule("base" if mode == "head" else "none", None), "freeze")
     compile_model(
         built.model,
         optimizer="adam",

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 
 from marshmallow import ValidationError, fields
 
-from service.security.prefixes import unsafe_key_reason
-from service.storage.uri import InvalidURI, parse_uri
+from service.contract.plan import FREEZE_KEYS, FREEZE_WORDS
+from service.contract.uri import InvalidURI, parse_uri, unsafe_key_reason
 
 MAX_URI_LENGTH = 1024
 _SAFE = r"[^?#\x00-\x1f\x7f\\]"  # no query, fragment, control character or backslash
@@ -83,8 +83,8 @@ class StorageURIField(fields.String):
 class FreezeField(fields.Field[Any]):
     """What to freeze: ``"none"``, ``"base"``, or one of ``first_n``, ``until``, ``pattern``."""
 
-    WORDS = ("none", "base")
-    KEYS = ("first_n", "until", "pattern")
+    WORDS = FREEZE_WORDS
+    KEYS = FREEZE_KEYS
     #: Each form of a freeze rule, a component of the OpenAPI document (the field's ``oneOf``
     #: names them), so that a generated client has one type per form.
     OPENAPI_COMPONENTS: ClassVar[dict[str, dict[str, Any]]] = {

@@ -36,11 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import keras
 import numpy as np
 
+from schemas import JobSpecSchema
 from service.contract.messages import EpochEnded, ProgressMessage
+from service.contract.plan import TrainingPlan
 from service.trainer.devices import compile_settings
 from service.trainer.fitting import fit_phases
 from service.trainer.model_surgery import build_model
-from service.trainer.plan import HeadSettings, TrainingPlan
 
 CLASSES = 10
 
@@ -76,25 +77,30 @@ def service_side(
     model: str, size: int, mode: str, data: InMemoryData, batch: int, epochs: int
 ) -> float:
     """The trainer's path; images/s over epochs 2..E."""
+    plan = TrainingPlan.from_spec(
+        JobSpecSchema().load(
+            {
+                "base_model": {"uri": "file:///bench/base.keras"},
+                "dataset": {"train": "file:///bench/train/", "preprocessing": "rescale"},
+                "output": {"uri": "file:///bench/out/"},
+                "head": {"cut_at": -1, "pooling": "avg", "hidden_units": [128]},
+                "freeze": "base" if mode == "head" else "none",
+                "training": {
+                    "epochs": epochs,
+                    "batch_size": batch,
+                    "optimizer": "adam",
+                    "learning_rate": 1e-4,
+                },
+            }
+        )
+    )
     built = build_model(
         make_base(model, size),
         image_shape=(size, size, 3),
-        preprocessing="rescale",
-        head=HeadSettings(cut_at=-1, pooling="avg", hidden_units=(128,)),
+        preprocessing=plan.data.preprocessing,
+        head=plan.head,
         num_classes=CLASSES,
         label_mode="categorical",
-    )
-    plan = TrainingPlan.from_spec(
-        {
-            "head": {"cut_at": -1, "hidden_units": [128]},
-            "freeze": "base" if mode == "head" else "none",
-            "training": {
-                "epochs": epochs,
-                "batch_size": batch,
-                "optimizer": "adam",
-                "learning_rate": 1e-4,
-            },
-        }
     )
     ends: list[float] = []
 

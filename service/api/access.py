@@ -18,8 +18,8 @@ from schemas import JobSpecSchema
 from schemas.fields import Access, StorageURIField
 from service.api import services
 from service.api.auth import current_principal
+from service.contract.uri import InvalidURI, parse_uri
 from service.security import Principal
-from service.storage.uri import InvalidURI, parse_uri
 
 #: A place in a spec: the path of names from the top.
 FieldPath = tuple[str, ...]

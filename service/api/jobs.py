@@ -27,6 +27,7 @@ from service.api import dry_runner, services
 from service.api.access import requires_spec_storage
 from service.api.auth import current_principal
 from service.api.responses import documents_errors
+from service.contract.plan import JobPlan
 from service.dryrun import DryRunBusy, DryRunTimeout
 from service.dryrun.errors import DryRunFailed
 from service.jobs import JobIsFinal, NoSuchJob
@@ -83,7 +84,7 @@ def _check_webhook_address(spec: dict[str, Any]) -> None:
 
     Host names are resolved and checked when the webhook is sent (service/webhooks).
     """
-    url = (spec.get("notify") or {}).get("webhook_url")
+    url = JobPlan.from_spec(spec).webhook_url
     reason = url and check_literal_host(url, services().config.webhook_allow_private)
     if reason:
         abort(

@@ -21,6 +21,7 @@ from service.cli.progress import describe_outcome, describe_progress, make_view
 from service.cli.settings import CliSettings, environment_help
 from service.cli.spec_file import load_spec
 from service.cli.waiting import FINAL_STATUSES, WaitTimedOut, wait_for
+from service.contract.plan import with_name_and_labels
 from service.settings import SettingError
 
 EXIT_CODES_HELP = """exit codes:
@@ -87,11 +88,7 @@ def _wait_and_report(args: argparse.Namespace, client: ApiClient, job_id: str) -
 
 def cmd_submit(args: argparse.Namespace, client: ApiClient) -> int:
     """Submit a spec file; print the job id (or wait for the outcome)."""
-    spec = load_spec(args.spec)
-    if args.label:
-        spec["labels"] = {**(spec.get("labels") or {}), **dict(args.label)}
-    if args.name:
-        spec["name"] = args.name
+    spec = with_name_and_labels(load_spec(args.spec), args.name or None, dict(args.label or ()))
     job = client.submit(spec, idempotency_key=args.idempotency_key)
     if args.wait:
         _err(f"Submitted {job['id']}; waiting for it to finish.")

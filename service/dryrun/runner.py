@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from service.config import Config
+from service.contract.plan import JobPlan
 from service.contract.request import TrainingRequest
 from service.dryrun import child_entry
 from service.dryrun.errors import DryRunBusy, DryRunFailed, DryRunTimeout
@@ -89,7 +90,9 @@ class DryRunner:
     def _run(self, spec: dict[str, Any], scratch: Path, deadline: float) -> DryRunResult:
         try:
             inputs = self.stager.stage_inputs(
-                spec, scratch / "inputs", sample_per_class=self.config.dry_run_samples_per_class
+                JobPlan.from_spec(spec),
+                scratch / "inputs",
+                sample_per_class=self.config.dry_run_samples_per_class,
             )
         except JobFailure as failure:
             return DryRunResult(errors={_field_of(failure): [failure.message]})

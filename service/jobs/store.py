@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
+from service.contract.plan import JobPlan
 from service.jobs.clock import isoformat, now_iso, parse, utcnow
 from service.jobs.errors import JobIsFinal, LeaseLost, NoSuchJob, UpdateAborted
 from service.jobs.events import Event, EventLog
@@ -115,14 +116,15 @@ class JobStore:
         record the first one wrote (this is how an Idempotency-Key survives racing replicas).
         """
         job_id = job_id or new_job_id()
+        plan = JobPlan.from_spec(spec)
         record = JobRecord(
             id=job_id,
             tenant=tenant,
             status=JobStatus.QUEUED,
             created_at=now_iso(),
             spec=spec,
-            name=spec.get("name"),
-            labels=dict(spec.get("labels") or {}),
+            name=plan.name,
+            labels=dict(plan.labels),
             idempotency=idempotency,
             version=1,
         )
@@ -376,7 +378,7 @@ class JobStore:
 
     def _expire(self, seen: JobRecord) -> JobRecord | None:
         lease = dict(seen.lease or {})
-        max_attempts = int(seen.spec.get("limits", {}).get("max_attempts", 3))
+        max_attempts = JobPlan.from_spec(seen.spec).limits.max_attempts
 
         def mutate(record: JobRecord) -> None:
             if record.status is not JobStatus.RUNNING or record.lease != lease:

@@ -11,19 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from service.contract.uri import InvalidURI, StorageURI, parse_uri, unsafe_key_reason
 from service.security.errors import InvalidPrefix
-from service.storage.uri import InvalidURI, StorageURI, parse_uri
-
-
-def unsafe_key_reason(key: str) -> str | None:
-    """Why ``key`` cannot be matched safely against a prefix, or None where it can."""
-    if "\\" in key:
-        return "it contains a backslash"
-    if any(segment in (".", "..") for segment in key.split("/")):
-        return "it contains a '.' or '..' segment"
-    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in key):
-        return "it contains a control character"
-    return None
 
 
 def normalize_location(uri: str | StorageURI) -> StorageURI:

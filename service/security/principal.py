@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from service.contract.uri import StorageURI
 from service.security.prefixes import StoragePrefix
-from service.storage.uri import StorageURI
 
 #: The tenant of every caller while the service runs open (no auth file).
 OPEN_TENANT = "default"

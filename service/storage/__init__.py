@@ -3,6 +3,7 @@
 These are the only modules that touch boto3 or the on-disk layout of stored objects.
 """
 
+from service.contract.uri import InvalidURI, StorageURI, parse_uri
 from service.storage.base import ObjectInfo, ObjectStore, StoredObject
 from service.storage.client import make_s3_client
 from service.storage.errors import (
@@ -18,7 +19,6 @@ from service.storage.local import LocalObjectStore
 from service.storage.resolver import Storage
 from service.storage.s3 import S3ObjectStore
 from service.storage.selfcheck import verify_conditional_writes
-from service.storage.uri import InvalidURI, StorageURI, parse_uri
 
 __all__ = [
     "ConditionalWritesUnsupported",

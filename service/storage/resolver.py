@@ -8,10 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from service.contract.uri import InvalidURI, StorageURI, parse_uri
 from service.storage.base import ObjectStore
 from service.storage.local import LocalObjectStore
 from service.storage.s3 import S3ObjectStore
-from service.storage.uri import InvalidURI, StorageURI, parse_uri
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

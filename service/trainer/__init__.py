@@ -1,7 +1,7 @@
 """The trainer: the only package that imports TensorFlow and Keras.
 
-Only ``service.trainer.errors``, ``service.trainer.plan``, ``service.trainer.child``,
-``service.trainer.model_safety`` and ``service.trainer.preprocessing`` are safe to import from
+It reads the job spec through ``service.contract.plan``. Only ``service.trainer.errors``,
+``service.trainer.child``, ``service.trainer.model_safety`` and ``service.trainer.preprocessing`` are safe to import from
 the worker or the API: they do not import TensorFlow (``child`` loads it inside ``run_request``,
 ``preprocessing`` inside ``preprocessing_layers``). Everything else runs in a trainer child.
 
@@ -14,7 +14,6 @@ Modules, in the order a run uses them:
 - ``run``: train mode, ``train(request, report)``: prepare, fit the phases, export.
 - ``inspection``: inspect mode (the dry run), ``inspect(request)``: prepare on a sample,
   describe what was found, train nothing.
-- ``plan``: the job spec read into typed settings and phases.
 - ``model_safety``: the model file's stored configuration checked before anything loads it.
 - ``loading``: the base model file, detected and loaded (Keras 3 safe mode; Keras 2 files
   through tf_keras or Keras 3's legacy reader) as a Keras 3 model.

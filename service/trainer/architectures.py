@@ -30,9 +30,9 @@ import keras
 import numpy as np
 
 from service.contract.architectures import ARCHITECTURES
+from service.contract.plan import ArchitectureSettings, TrainingPlan
 from service.trainer.errors import Incompatible, InvalidModel
 from service.trainer.loading import LoadedModel, open_base_model
-from service.trainer.plan import ArchitectureSettings, TrainingPlan
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 FIELD = "base_model.weights_uri"

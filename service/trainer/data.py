@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from service.contract.plan import AugmentationSettings
 from service.trainer.errors import Incompatible, InvalidDataset
-from service.trainer.plan import AugmentationSettings
 from service.trainer.sources import (
     Examples,
     ImageFolder,

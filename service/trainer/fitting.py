@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import keras
 
 from service.contract.messages import Info
+from service.contract.plan import EarlyStoppingSettings, Phase, TrainingPlan
 from service.trainer.callbacks import ProgressCallback
 from service.trainer.checkpointing import CheckpointCallback, ResumeState, restore_optimizer
 from service.trainer.compiling import compile_model
@@ -18,7 +19,6 @@ from service.trainer.errors import Incompatible, InvalidDataset, OutOfMemory
 from service.trainer.freezing import Freezer
 from service.trainer.model_surgery import BuiltModel
 from service.trainer.phases import PhaseSummary
-from service.trainer.plan import EarlyStoppingSettings, Phase, TrainingPlan
 from service.trainer.reporting import BackgroundReporter, Report
 
 

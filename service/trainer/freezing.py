@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
+from service.contract.plan import FreezeRule
 from service.trainer.errors import Incompatible
 from service.trainer.model_surgery import BuiltModel, similar_names_hint
-from service.trainer.plan import FreezeRule
 from service.trainer.preprocessing import is_fixed_preprocessing
 
 

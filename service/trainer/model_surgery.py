@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import keras
 
+from service.contract.plan import HeadSettings
 from service.trainer.errors import Incompatible
-from service.trainer.plan import HeadSettings
 from service.trainer.preprocessing import preprocessing_layers
 
 INPUT_NAME = "image"

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.contract.messages import Info
+from service.contract.plan import Phase
 from service.trainer.freezing import Freezer, FreezeSummary
-from service.trainer.plan import Phase
 
 
 @dataclass(frozen=True)

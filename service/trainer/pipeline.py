@@ -23,6 +23,7 @@ import keras
 import tensorflow as tf
 
 from service.contract.messages import Info
+from service.contract.plan import TrainingPlan
 from service.contract.request import TrainingRequest
 from service.trainer.architectures import open_planned_base
 from service.trainer.compiling import check_loss_and_metrics
@@ -45,7 +46,6 @@ from service.trainer.model_surgery import (
     resolve_image_shape,
 )
 from service.trainer.phases import PhaseSummary
-from service.trainer.plan import TrainingPlan
 from service.trainer.precision import apply_policy, resolve_policy
 from service.trainer.sources import Examples
 

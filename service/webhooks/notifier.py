@@ -8,6 +8,7 @@ from typing import Any
 
 from schemas import JobSchema
 from service.config import Config
+from service.contract.plan import JobPlan
 from service.jobs import JobRecord, JobStore
 from service.storage.errors import StorageError
 from service.webhooks.secrets import ServiceWideSecret, WebhookSecrets
@@ -18,9 +19,7 @@ log = logging.getLogger(__name__)
 
 def webhook_url(record: JobRecord) -> str | None:
     """The job's ``notify.webhook_url``, if it has one."""
-    notify = record.spec.get("notify") or {}
-    url = notify.get("webhook_url")
-    return str(url) if url else None
+    return JobPlan.from_spec(record.spec).webhook_url
 
 
 class JobNotifier:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from service.contract.plan import Gate
 from service.worker.errors import JobFailure
 
 
-def check_gate(gate: dict[str, Any] | None, metrics: dict[str, float]) -> None:
+def check_gate(gate: Gate | None, metrics: dict[str, float]) -> None:
     """Raise JobFailure(gate_failed) where ``metrics`` miss the gate; None passes."""
-    if not gate:
+    if gate is None:
         return
-    name = gate["metric"]
+    name = gate.metric
     if name not in metrics:
         raise JobFailure(
             "gate_failed",
@@ -19,7 +18,7 @@ def check_gate(gate: dict[str, Any] | None, metrics: dict[str, float]) -> None:
             f"({', '.join(sorted(metrics))}); name one of those.",
         )
     value = metrics[name]
-    low, high = gate.get("min"), gate.get("max")
+    low, high = gate.min, gate.max
     if low is not None and value < low:
         raise JobFailure(
             "gate_failed",

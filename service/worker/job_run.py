@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from service.contract.layout import MANIFEST_FILE
+from service.contract.plan import JobPlan, with_batch_size
 from service.contract.request import TrainingOutcome, TrainingRequest
+from service.contract.uri import parse_uri
 from service.jobs import JobRecord, JobStore
 from service.jobs.checkpoints import CheckpointStore
 from service.jobs.clock import parse, utcnow
 from service.storage.errors import StorageError
-from service.storage.uri import parse_uri
 from service.worker.errors import JobAbandoned, JobCancelled, JobFailure, JobInterrupted
 from service.worker.gate import check_gate
 from service.worker.heartbeat import Heartbeat
@@ -78,6 +79,11 @@ class JobRun:
         self._run_training = run_training if trainers is None else trainers.run
         self._first_started = parse(record.started_at) if record.started_at else utcnow()
 
+    @cached_property
+    def plan(self) -> JobPlan:
+        """The job's spec, read once (first used inside execute, where failures are handled)."""
+        return JobPlan.from_spec(self.record.spec)
+
     # supervision -----------------------------------------------------------------------
     def watchdog(self) -> None:
         """Called about once a second: stop for a cancel, a lost lease, a signal, a timeout."""
@@ -87,7 +93,7 @@ class JobRun:
             raise JobCancelled(self.record.id)
         if self.stopping.is_set():
             raise JobInterrupted(self.record.id)
-        limit = self.record.spec["limits"]["max_runtime_seconds"]
+        limit = self.plan.limits.max_runtime_seconds
         if (utcnow() - self._first_started).total_seconds() > limit:
             raise JobFailure(
                 "timeout",
@@ -105,14 +111,13 @@ class JobRun:
     def execute(self) -> tuple[dict[str, Any], dict[str, float]]:
         """Run the attempt to its result; returns (result, final metrics)."""
         started = time.monotonic()
-        spec = self.record.spec
         self.phase("downloading")
-        inputs = self.stager.stage_inputs(spec, self.job_dir / "inputs")
+        inputs = self.stager.stage_inputs(self.plan, self.job_dir / "inputs")
         self.watchdog()
         staged_at = time.monotonic()
         outcome = self._train_with_oom_retries(inputs)
         trained_at = time.monotonic()
-        check_gate(spec.get("gate"), outcome.metrics)
+        check_gate(self.plan.gate, outcome.metrics)
         self.phase("uploading")
         timings = {
             "downloading": round(staged_at - started, 3),
@@ -123,8 +128,6 @@ class JobRun:
         return result, outcome.metrics
 
     def _request(self, inputs: StagedInputs, batch_size: int) -> TrainingRequest:
-        spec = copy.deepcopy(self.record.spec)
-        spec["training"]["batch_size"] = batch_size
         resume_from = None
         latest = self.checkpoints.latest(self.record.id)
         if latest is not None:
@@ -141,7 +144,7 @@ class JobRun:
             )
         return TrainingRequest(
             job_id=self.record.id,
-            spec=spec,
+            spec=with_batch_size(self.record.spec, batch_size),
             base_model_path=str(inputs.base_model_path),
             train_path=str(inputs.train_path),
             validation_path=str(inputs.validation_path) if inputs.validation_path else None,
@@ -155,7 +158,7 @@ class JobRun:
         )
 
     def _train_with_oom_retries(self, inputs: StagedInputs) -> TrainingOutcome:
-        batch_size = int(self.record.spec["training"]["batch_size"])
+        batch_size = self.plan.training_plan.training.batch_size
         tried: list[int] = []
         while True:
             try:
@@ -240,7 +243,7 @@ class JobRun:
     def _publish(
         self, inputs: StagedInputs, outcome: TrainingOutcome, timings: dict[str, float]
     ) -> dict[str, Any]:
-        output = parse_uri(self.record.spec["output"]["uri"])
+        output = parse_uri(self.plan.output_uri)
         uris = {
             "saved_model_uri": str(output.child(outcome.saved_model_dir + "/")),
             "keras_uri": str(output.child(outcome.keras_file)),
@@ -272,7 +275,7 @@ class JobRun:
         """Delete what a publish that did not finish wrote (manifest first: it marks success)."""
         if not self.published:
             return
-        output_uri = self.record.spec["output"]["uri"]
+        output_uri = self.plan.output_uri
         try:
             self.stager.remove_outputs(output_uri, list(reversed(self.published)))
         except StorageError as exc:

@@ -30,25 +30,22 @@ def build_manifest(
     phase; the final metrics; per phase its epochs, learning rate, freeze rule and seconds; the
     timings of every step; and the versions of TensorFlow, Keras and the service.
     """
-    dataset = record.spec["dataset"]
     formats = {
         "dataset.train": inputs.train_format,
         "dataset.validation": inputs.validation_format or inputs.train_format,
     }
-    uris = {"dataset.train": dataset["train"], "dataset.validation": dataset.get("validation")}
     manifest: dict[str, Any] = {
         "job_id": record.id,
         "attempt": record.attempt,
         "spec": record.spec,
         "inputs": {
             "base_model": {
-                "uri": record.spec["base_model"].get("uri")
-                or record.spec["base_model"].get("weights_uri"),
+                "uri": inputs.base_model_uri,
                 "sha256": inputs.base_model_sha256,
                 **outcome.base_model,
             },
             "dataset": {
-                name: {"uri": uris[name], "format": formats[name], "files": files}
+                name: {"uri": inputs.dataset_uris[name], "format": formats[name], "files": files}
                 for name, files in inputs.dataset_files.items()
             },
         },

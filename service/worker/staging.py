@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from service.contract.formats import NPZ_SUFFIX, TFRECORD_SUFFIXES
+from service.contract.plan import JobPlan
 from service.storage.base import ObjectInfo, ObjectStore, local_path_for
 from service.storage.errors import NoSuchKey, StorageError, StorageUnavailable
 from service.storage.resolver import Storage
@@ -64,7 +65,12 @@ class StagedDataset:
 
 @dataclass
 class StagedInputs:
-    """Local copies of a job's inputs, with what the manifest records of them."""
+    """Local copies of a job's inputs, with what the manifest records of them.
+
+    Attributes:
+        base_model_uri: Where the base model (or the named architecture's weights) came from.
+        dataset_uris: Per dataset field (``dataset.train``, ``dataset.validation``) its URI.
+    """
 
     base_model_path: Path
     train_path: Path
@@ -73,6 +79,8 @@ class StagedInputs:
     dataset_files: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     train_format: str = "image_folder"
     validation_format: str | None = None
+    base_model_uri: str = ""
+    dataset_uris: dict[str, str | None] = field(default_factory=dict)
 
 
 def sha256_of(path: Path) -> str:
@@ -125,33 +133,31 @@ class Stager:
         )
 
     def stage_inputs(
-        self, spec: dict[str, Any], dest: Path, sample_per_class: int | None = None
+        self, plan: JobPlan, dest: Path, sample_per_class: int | None = None
     ) -> StagedInputs:
         """Download base model and dataset under ``dest``; JobFailure names what is missing.
 
         Args:
-            spec: The validated job spec.
+            plan: The job's plan (its base model and dataset sources).
             dest: A folder inside the job's scratch folder.
             sample_per_class: Download at most this many images per class (and one TFRecord
                 file) for the dry run; None downloads everything.
         """
-        base = spec["base_model"]
-        if base.get("architecture"):
-            model_path = self._stage_weights(base["weights_uri"], dest / "weights")
+        base, dataset = plan.base_model, plan.dataset
+        if base.weights_uri is not None:
+            model_path = self._stage_weights(base.weights_uri, dest / "weights")
         else:
-            model_path = self._stage_model(base["uri"], dest / "model")
-        dataset = spec["dataset"]
-        declared = str(dataset.get("format") or "auto")
+            model_path = self._stage_model(base.location, dest / "model")
         train = self.stage_dataset(
-            "dataset.train", dataset["train"], dest / "train", declared, sample_per_class
+            "dataset.train", dataset.train, dest / "train", dataset.format, sample_per_class
         )
         validation = None
-        if dataset.get("validation"):
+        if dataset.validation:
             validation = self.stage_dataset(
                 "dataset.validation",
-                dataset["validation"],
+                dataset.validation,
                 dest / "validation",
-                declared,
+                dataset.format,
                 sample_per_class,
             )
         listings = {"dataset.train": train.files}
@@ -165,6 +171,8 @@ class Stager:
             listings,
             train_format=train.format,
             validation_format=validation.format if validation else None,
+            base_model_uri=base.location,
+            dataset_uris={"dataset.train": dataset.train, "dataset.validation": dataset.validation},
         )
 
     def _stage_weights(self, uri: str, dest: Path) -> Path:

@@ -9,8 +9,8 @@ from flask.testing import FlaskClient
 
 from schemas import JobSpecSchema
 from service.contract.architectures import ARCHITECTURES
+from service.contract.plan import TrainingPlan
 from service.contract.preprocessing import FAMILY_MODES
-from service.trainer.plan import TrainingPlan
 from tests.helpers.specs import raw_spec
 
 WEIGHTS = "s3://weights/mobilenet_v2_1.0_224_no_top.h5"

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from service.contract.plan import ArchitectureSettings
 from service.trainer.architectures import open_architecture, weights_digest
 from service.trainer.errors import Incompatible, InvalidModel
-from service.trainer.plan import ArchitectureSettings
 from tests.helpers.architectures import build, perturb, write_published_h5, write_weights_h5
 
 pytestmark = pytest.mark.slow

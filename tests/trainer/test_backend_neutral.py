@@ -26,7 +26,7 @@ import keras, numpy as np
 from service.trainer.devices import compile_settings
 from service.trainer.fitting import fit_phases
 from service.trainer.model_surgery import build_model
-from service.trainer.plan import HeadSettings, TrainingPlan
+from tests.helpers.plans import head_settings, training_plan
 from tests.helpers.models import build_tiny_cnn
 
 @dataclass
@@ -35,12 +35,11 @@ class Data:
     validation: tuple | None = None
 
 built = build_model(build_tiny_cnn((16, 16, 3)), image_shape=(16, 16, 3), preprocessing="rescale",
-                    head=HeadSettings(cut_at="gap", hidden_units=(8,)), num_classes=2,
+                    head=head_settings(cut_at="gap", hidden_units=[8]), num_classes=2,
                     label_mode="categorical")
 images = np.random.default_rng(0).integers(0, 256, (32, 16, 16, 3), dtype=np.uint8)
 labels = np.eye(2, dtype="float32")[np.arange(32) % 2]
-plan = TrainingPlan.from_spec({"head": {}, "freeze": {"until": "relu1"},
-                               "training": {"epochs": 2, "batch_size": 8}})
+plan = training_plan(head={}, freeze={"until": "relu1"}, training={"epochs": 2, "batch_size": 8})
 messages = []
 with tempfile.TemporaryDirectory() as checkpoints:
     result = fit_phases(built, Data((images, labels), (images, labels)), plan, messages.append,

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from service.contract.messages import CheckpointWritten, EpochEnded, Info
+from service.contract.plan import TrainingPlan
 from service.trainer.checkpointing import (
     load_resume_state,
     restore_optimizer,
@@ -21,9 +22,9 @@ from service.trainer.errors import TrainerError
 from service.trainer.fitting import fit_phases
 from service.trainer.loading import load_base_model
 from service.trainer.model_surgery import BuiltModel, build_model
-from service.trainer.plan import HeadSettings, TrainingPlan
 from service.trainer.reporting import BackgroundReporter
 from tests.helpers.data import digit_images
+from tests.helpers.plans import head_settings
 from tests.trainer.support import Recorder, job_spec
 
 
@@ -40,7 +41,7 @@ def _built(base: Path) -> BuiltModel:
         load_base_model(base, "auto"),
         image_shape=(32, 32, 3),
         preprocessing="rescale",
-        head=HeadSettings(cut_at="gap", hidden_units=(8,)),
+        head=head_settings(cut_at="gap", hidden_units=[8]),
         num_classes=3,
         label_mode="categorical",
     )
@@ -100,7 +101,7 @@ def test_a_checkpoint_of_another_model_is_refused(tmp_path: Path, pretrained_ker
         load_base_model(pretrained_keras, "auto"),
         image_shape=(32, 32, 3),
         preprocessing="rescale",
-        head=HeadSettings(cut_at="gap", hidden_units=(4,)),
+        head=head_settings(cut_at="gap", hidden_units=[4]),
         num_classes=3,
         label_mode="categorical",
     )

@@ -5,11 +5,12 @@ from __future__ import annotations
 import keras
 import pytest
 
+from service.contract.plan import FreezeRule
 from service.trainer.errors import Incompatible
 from service.trainer.freezing import Freezer, select_frozen
 from service.trainer.model_surgery import BuiltModel, build_model
-from service.trainer.plan import FreezeRule, HeadSettings
 from tests.helpers.models import TINY_CNN_LAYERS, build_tiny_cnn
+from tests.helpers.plans import head_settings
 
 
 def _built(head: bool = True) -> BuiltModel:
@@ -17,7 +18,7 @@ def _built(head: bool = True) -> BuiltModel:
         build_tiny_cnn(num_classes=3),
         image_shape=(32, 32, 3),
         preprocessing="rescale",
-        head=HeadSettings(hidden_units=(8,)) if head else None,
+        head=head_settings(hidden_units=[8]) if head else None,
         num_classes=3,
         label_mode="categorical",
     )
@@ -30,8 +31,8 @@ def _names(rule: FreezeRule) -> list[str]:
 @pytest.mark.parametrize(
     ("rule", "frozen"),
     [
-        (FreezeRule("none"), []),
-        (FreezeRule("base"), list(TINY_CNN_LAYERS)),
+        (FreezeRule("none", None), []),
+        (FreezeRule("base", None), list(TINY_CNN_LAYERS)),
         (FreezeRule("first_n", 0), []),
         (FreezeRule("first_n", 4), ["input", "conv1", "bn1", "relu1"]),
         (FreezeRule("until", "bn2"), ["input", "conv1", "bn1", "relu1", "pool1", "conv2", "bn2"]),
@@ -60,7 +61,7 @@ def test_rule_naming_missing_layers_is_incompatible(rule: FreezeRule, message: s
 def test_freezing_base_leaves_only_the_head_trainable() -> None:
     built = _built()
 
-    summary = Freezer(built).apply(FreezeRule("base"))
+    summary = Freezer(built).apply(FreezeRule("base", None))
 
     trainable = {v.path.split("/")[0] for v in built.model.trainable_weights}
     assert trainable == {"head_dense_1", "predictions"}
@@ -79,7 +80,7 @@ def test_first_n_freezes_exactly_the_first_layers() -> None:
 
 def test_rule_leaving_nothing_to_train_is_incompatible() -> None:
     with pytest.raises(Incompatible, match=r'freeze "base" leaves no trainable weights'):
-        Freezer(_built(head=False)).apply(FreezeRule("base"))
+        Freezer(_built(head=False)).apply(FreezeRule("base", None))
 
 
 def test_batch_norm_once_frozen_stays_frozen_when_neighbours_thaw() -> None:
@@ -87,7 +88,7 @@ def test_batch_norm_once_frozen_stays_frozen_when_neighbours_thaw() -> None:
     freezer = Freezer(built)
 
     freezer.apply(FreezeRule("until", "relu1"), "schedule[0].freeze")
-    summary = freezer.apply(FreezeRule("none"), "schedule[1].freeze")
+    summary = freezer.apply(FreezeRule("none", None), "schedule[1].freeze")
 
     layer = built.model.get_layer
     assert layer("conv1").trainable and layer("bn2").trainable and layer("bn3").trainable
@@ -107,7 +108,7 @@ def test_batch_norm_frozen_in_the_model_file_counts_as_frozen() -> None:
         label_mode="categorical",
     )
 
-    Freezer(built).apply(FreezeRule("none"))
+    Freezer(built).apply(FreezeRule("none", None))
 
     assert not base.get_layer("bn3").trainable
     assert all(base.get_layer(n).trainable for n in ("conv1", "bn1", "bn2", "predictions"))
@@ -121,14 +122,14 @@ def test_batch_norm_inside_a_nested_model_is_found() -> None:
         outer,
         image_shape=(32, 32, 3),
         preprocessing="none",
-        head=HeadSettings(cut_at=-1),
+        head=head_settings(cut_at=-1),
         num_classes=3,
         label_mode="categorical",
     )
     freezer = Freezer(built)
 
-    freezer.apply(FreezeRule("base"))
-    freezer.apply(FreezeRule("none"))
+    freezer.apply(FreezeRule("base", None))
+    freezer.apply(FreezeRule("none", None))
 
     assert inner.get_layer("conv1").trainable
     assert not any(inner.get_layer(n).trainable for n in ("bn1", "bn2", "bn3"))
@@ -142,17 +143,17 @@ def test_rewind_leaves_the_model_as_built_for_the_first_phase_again() -> None:
         keras.Model(inputs, inner(inputs), name="outer"),
         image_shape=(32, 32, 3),
         preprocessing="none",
-        head=HeadSettings(cut_at=-1),
+        head=head_settings(cut_at=-1),
         num_classes=3,
         label_mode="categorical",
     )
     as_built = {layer.name: layer.trainable for layer in inner.layers}
     freezer = Freezer(built)
-    first = freezer.apply(FreezeRule("none"))
-    freezer.apply(FreezeRule("base"))  # freezes bn1 and bn2 for every later phase
+    first = freezer.apply(FreezeRule("none", None))
+    freezer.apply(FreezeRule("base", None))  # freezes bn1 and bn2 for every later phase
 
     freezer.rewind()
 
     assert {layer.name: layer.trainable for layer in inner.layers} == as_built
-    assert freezer.apply(FreezeRule("none")) == first
+    assert freezer.apply(FreezeRule("none", None)) == first
     assert first.frozen_batch_norms == ["bn3"]

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 
+from service.contract.plan import HeadSettings
 from service.trainer.errors import Incompatible
 from service.trainer.loading import load_base_model
 from service.trainer.model_surgery import (
@@ -18,8 +19,8 @@ from service.trainer.model_surgery import (
     resolve_image_shape,
     similar_names_hint,
 )
-from service.trainer.plan import HeadSettings
 from tests.helpers.models import build_tiny_cnn
+from tests.helpers.plans import head_settings
 
 
 def _build(base: keras.Model, head: HeadSettings | None, **options: Any) -> BuiltModel:
@@ -37,7 +38,7 @@ def _build(base: keras.Model, head: HeadSettings | None, **options: Any) -> Buil
 def test_head_on_flat_features_keeps_base_layers_flat_and_shared(pretrained_keras: Path) -> None:
     base = load_base_model(pretrained_keras)
 
-    built = _build(base, HeadSettings(cut_at=-2, hidden_units=(16,), dropout=0.2))
+    built = _build(base, head_settings(cut_at=-2, hidden_units=[16], dropout=0.2))
 
     names = [layer.name for layer in built.model.layers]
     assert names == [
@@ -65,27 +66,27 @@ def test_raw_pixels_are_rescaled_inside_the_model(pretrained_keras: Path) -> Non
 def test_spatial_features_get_pooling(pretrained_keras: Path) -> None:
     base = load_base_model(pretrained_keras)
 
-    built = _build(base, HeadSettings(cut_at="relu2", pooling="max"))
+    built = _build(base, head_settings(cut_at="relu2", pooling="max"))
 
     assert built.feature_shape == (16, 16, 16)
     assert isinstance(built.head_layers[0], keras.layers.GlobalMaxPooling2D)
     assert "conv3" not in [layer.name for layer in built.model.layers]
     with pytest.raises(Incompatible, match="pooling is 'none' but the features at 'relu2'"):
-        _build(base, HeadSettings(cut_at="relu2", pooling="none"))
+        _build(base, head_settings(cut_at="relu2", pooling="none"))
 
 
 def test_new_layer_names_avoid_kept_base_names() -> None:
     # An earlier job's output as the base: its own "predictions" survives a cut after it.
     base = build_tiny_cnn(num_classes=3)
 
-    built = _build(base, HeadSettings(cut_at=-1), preprocessing="none")
+    built = _build(base, head_settings(cut_at=-1), preprocessing="none")
 
     assert [layer.name for layer in built.model.layers][-2:] == ["predictions", "predictions_1"]
 
 
 def test_binary_labels_get_one_sigmoid_unit(pretrained_keras: Path) -> None:
     built = _build(
-        load_base_model(pretrained_keras), HeadSettings(), num_classes=2, label_mode="binary"
+        load_base_model(pretrained_keras), head_settings(), num_classes=2, label_mode="binary"
     )
 
     assert built.output_units == 1
@@ -121,7 +122,7 @@ def test_own_output_must_match_the_class_count(pretrained_keras: Path) -> None:
 
 def test_head_num_classes_must_match_the_data(pretrained_keras: Path) -> None:
     with pytest.raises(Incompatible, match=r"head\.num_classes is 4 but the data has 3 classes"):
-        _build(load_base_model(pretrained_keras), HeadSettings(num_classes=4))
+        _build(load_base_model(pretrained_keras), head_settings(num_classes=4))
 
 
 def test_image_size_must_fit_a_fixed_input() -> None:
@@ -139,12 +140,12 @@ def test_image_size_must_fit_a_fixed_input() -> None:
 
 def test_unknown_preprocessing_is_incompatible(pretrained_keras: Path) -> None:
     with pytest.raises(Incompatible, match="preprocessing 'mobilenet_v9' is not supported") as info:
-        _build(load_base_model(pretrained_keras), HeadSettings(), preprocessing="mobilenet_v9")
+        _build(load_base_model(pretrained_keras), head_settings(), preprocessing="mobilenet_v9")
     assert info.value.field == "dataset.preprocessing"
 
 
 def test_family_preprocessing_is_built_in(pretrained_keras: Path) -> None:
-    built = _build(load_base_model(pretrained_keras), HeadSettings(), preprocessing="mobilenet_v2")
+    built = _build(load_base_model(pretrained_keras), head_settings(), preprocessing="mobilenet_v2")
 
     layer = built.model.get_layer("preprocess")
     assert isinstance(layer, keras.layers.Rescaling)

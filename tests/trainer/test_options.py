@@ -10,16 +10,17 @@ import pytest
 import tensorflow as tf
 
 from service.contract.messages import Info
+from service.contract.plan import AugmentationSettings, FreezeRule
 from service.contract.preprocessing import FAMILY_MODES
 from service.trainer.data import class_weights, load_image_datasets
 from service.trainer.errors import Incompatible
 from service.trainer.freezing import Freezer
 from service.trainer.model_surgery import build_model
-from service.trainer.plan import AugmentationSettings, FreezeRule, HeadSettings
 from service.trainer.precision import resolve_policy
 from service.trainer.preprocessing import preprocessing_layers
 from service.trainer.run import train
 from tests.helpers.models import build_tiny_cnn
+from tests.helpers.plans import head_settings
 from tests.trainer.support import Recorder, make_request
 
 
@@ -40,7 +41,7 @@ def test_caffe_preprocessing_is_fixed_and_survives_save_and_a_later_job(tmp_path
         build_tiny_cnn(),
         image_shape=(32, 32, 3),
         preprocessing="resnet50",
-        head=HeadSettings(cut_at="gap"),
+        head=head_settings(cut_at="gap"),
         num_classes=3,
         label_mode="categorical",
     )
@@ -61,7 +62,7 @@ def test_caffe_preprocessing_is_fixed_and_survives_save_and_a_later_job(tmp_path
         num_classes=3,
         label_mode="categorical",
     )
-    Freezer(chained).apply(FreezeRule("none"))
+    Freezer(chained).apply(FreezeRule("none", None))
     assert not chained.model.get_layer("preprocess").trainable
     assert chained.model.get_layer("conv1").trainable
 

@@ -13,16 +13,17 @@ import tensorflow as tf
 from PIL import Image
 
 from service.contract.messages import EpochEnded, Info, PhaseStarted
+from service.contract.plan import FreezeRule
 from service.contract.request import TrainingOutcome, TrainingRequest
 from service.trainer.errors import Incompatible, InvalidDataset
 from service.trainer.fitting import early_stopping, early_stopping_monitor
 from service.trainer.freezing import Freezer
 from service.trainer.loading import load_base_model
 from service.trainer.model_surgery import build_model
-from service.trainer.plan import EarlyStoppingSettings, FreezeRule, HeadSettings
 from service.trainer.run import train
 from tests.helpers.data import write_image_folder
 from tests.helpers.models import batch_norm_state, build_tiny_cnn
+from tests.helpers.plans import early_stopping_settings, head_settings
 from tests.trainer.support import Recorder, make_request
 
 pytestmark = pytest.mark.slow
@@ -156,7 +157,7 @@ def test_exported_model_is_a_base_for_the_next_job(head_run: Run) -> None:
         base,
         image_shape=(32, 32, 3),
         preprocessing="none",  # the exported model rescales inside already
-        head=HeadSettings(cut_at="head_dense_1"),
+        head=head_settings(cut_at="head_dense_1"),
         num_classes=4,
         label_mode="categorical",
     )
@@ -281,7 +282,7 @@ def test_binary_labels_on_a_grayscale_model(tmp_path: Path) -> None:
 
 
 def test_early_stopping_without_validation_watches_the_training_metric() -> None:
-    settings = EarlyStoppingSettings(monitor="val_accuracy")
+    settings = early_stopping_settings(monitor="val_accuracy")
 
     stopper = early_stopping(settings, False, ["accuracy"])
     monitor, notice = early_stopping_monitor(settings, False, ["accuracy"])
@@ -291,7 +292,7 @@ def test_early_stopping_without_validation_watches_the_training_metric() -> None
     assert "monitors 'accuracy' instead of 'val_accuracy'" in notice.message
     assert early_stopping_monitor(settings, True, ["accuracy"]) == ("val_accuracy", None)
     with pytest.raises(Incompatible, match="monitor 'val_auc' is not a metric this job logs"):
-        early_stopping(EarlyStoppingSettings(monitor="val_auc"), True, ["accuracy"])
+        early_stopping(early_stopping_settings(monitor="val_auc"), True, ["accuracy"])
 
 
 @pytest.mark.parametrize(

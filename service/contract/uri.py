@@ -1,4 +1,4 @@
-"""Parsing of storage URIs: ``s3://bucket/key`` and ``file:///absolute/path``."""
+"""Storage URIs: ``s3://bucket/key`` and ``file:///absolute/path``, parsed; keys checked."""
 
 from __future__ import annotations
 
@@ -65,3 +65,18 @@ def parse_uri(uri: str) -> StorageURI:
     if ".." in segments:
         raise InvalidURI("A file:// URI may not contain '..'.")
     return StorageURI("file", "", parts.path.lstrip("/"))
+
+
+def unsafe_key_reason(key: str) -> str | None:
+    """Why ``key`` cannot be matched safely against a prefix, or None where it can.
+
+    Keys with ``.`` or ``..`` segments or backslashes are refused rather than normalised: S3
+    stores them literally, but proxies and some S3-compatible servers collapse them.
+    """
+    if "\\" in key:
+        return "it contains a backslash"
+    if any(segment in (".", "..") for segment in key.split("/")):
+        return "it contains a '.' or '..' segment"
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in key):
+        return "it contains a control character"
+    return None
