@@ -24,7 +24,9 @@ LAYERS: dict[str, frozenset[str]] = {
     "schemas": frozenset({CONTRACT}),
     "service.storage": frozenset({CONTRACT}),
     "service.security": frozenset({CONTRACT, "service.storage"}),
-    "service.config": frozenset({CONTRACT}),
+    # The settings table's machinery, and the service's settings read through it.
+    "service.settings": frozenset({CONTRACT}),
+    "service.config": frozenset({CONTRACT, "service.settings", "service.storage"}),
     "service.logs": frozenset({CONTRACT, "service.security"}),
     "service.jobs": frozenset({CONTRACT, "service.storage", "service.security"}),
     "service.metrics": frozenset({CONTRACT, "service.jobs", "service.storage"}),
@@ -93,17 +95,19 @@ LAYERS: dict[str, frozenset[str]] = {
         {
             CONTRACT,
             "service.app",
+            "service.cli",
             "service.config",
             "service.context",
             "service.http_server",
             "service.logs",
             "service.security",
+            "service.settings",
             "service.storage",
             "service.worker",
         }
     ),
     # The CLI is an HTTP client of the API.
-    "service.cli": frozenset({CONTRACT}),
+    "service.cli": frozenset({CONTRACT, "service.settings"}),
 }
 #: Imports against LAYERS that work under way removes (the dry run still runs worker code in
 #: the API process; the child entries import the trainer rather than naming it). An entry
