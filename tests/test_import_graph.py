@@ -17,97 +17,43 @@ REPO = Path(__file__).resolve().parents[1]
 
 CONTRACT = "service.contract"
 TRAINER = "service.trainer"
+
+
+def _parts(*names: str) -> frozenset[str]:
+    return frozenset(f"service.{name}" for name in names)
+
+
+#: What the processes' own parts build on: storage, tenants, settings, logs, job records.
+FOUNDATION = _parts("storage", "security", "settings", "config", "logs", "jobs") | {CONTRACT}
 #: Part -> the parts it may import (besides itself and the package root, which holds only
 #: ``__version__``). Read bottom-up: each part imports only parts listed before it.
 LAYERS: dict[str, frozenset[str]] = {
     CONTRACT: frozenset(),
     "schemas": frozenset({CONTRACT}),
     "service.storage": frozenset({CONTRACT}),
-    "service.security": frozenset({CONTRACT, "service.storage"}),
+    "service.security": frozenset({CONTRACT}) | _parts("storage"),
     # The settings table's machinery, and the service's settings read through it.
     "service.settings": frozenset({CONTRACT}),
-    "service.config": frozenset({CONTRACT, "service.settings", "service.storage"}),
-    "service.logs": frozenset({CONTRACT, "service.security"}),
-    "service.jobs": frozenset({CONTRACT, "service.storage", "service.security"}),
-    "service.metrics": frozenset({CONTRACT, "service.jobs", "service.storage"}),
-    "service.context": frozenset({CONTRACT, "service.config", "service.jobs", "service.storage"}),
-    "service.webhooks": frozenset(
-        {
-            CONTRACT,
-            "schemas",
-            "service.config",
-            "service.jobs",
-            "service.logs",
-            "service.security",
-            "service.storage",
-        }
-    ),
+    "service.config": frozenset({CONTRACT}) | _parts("settings", "storage"),
+    "service.logs": frozenset({CONTRACT}) | _parts("security"),
+    "service.jobs": frozenset({CONTRACT}) | _parts("storage", "security"),
+    "service.metrics": FOUNDATION,
+    "service.context": FOUNDATION,
+    "service.webhooks": FOUNDATION | {"schemas"},
     # The trainer runs in a child process and speaks only contract types with its parent.
     TRAINER: frozenset({CONTRACT}),
     # The worker starts the trainer by module name in a child process; it never imports it.
-    "service.worker": frozenset(
-        {
-            CONTRACT,
-            "service.config",
-            "service.context",
-            "service.jobs",
-            "service.logs",
-            "service.metrics",
-            "service.security",
-            "service.storage",
-            "service.webhooks",
-        }
-    ),
-    "service.dryrun": frozenset({CONTRACT, "service.config", "service.jobs", "service.storage"}),
-    "service.api": frozenset(
-        {
-            CONTRACT,
-            "schemas",
-            "service.config",
-            "service.context",
-            "service.dryrun",
-            "service.jobs",
-            "service.metrics",
-            "service.security",
-            "service.storage",
-            "service.webhooks",
-        }
-    ),
+    "service.worker": FOUNDATION | _parts("context", "metrics", "webhooks"),
+    "service.dryrun": FOUNDATION,
+    "service.api": FOUNDATION | _parts("context", "dryrun", "metrics", "webhooks") | {"schemas"},
     # The composition roots: the API app, its server, and the command that starts it all.
-    "service.app": frozenset(
-        {
-            CONTRACT,
-            "schemas",
-            "service.api",
-            "service.config",
-            "service.context",
-            "service.dryrun",
-            "service.jobs",
-            "service.logs",
-            "service.metrics",
-            "service.security",
-            "service.storage",
-            "service.webhooks",
-        }
-    ),
-    "service.http_server": frozenset({"service.app", "service.config", "service.logs"}),
-    "service.__main__": frozenset(
-        {
-            CONTRACT,
-            "service.app",
-            "service.cli",
-            "service.config",
-            "service.context",
-            "service.http_server",
-            "service.logs",
-            "service.security",
-            "service.settings",
-            "service.storage",
-            "service.worker",
-        }
-    ),
+    "service.app": FOUNDATION
+    | _parts("api", "context", "dryrun", "metrics", "webhooks")
+    | {"schemas"},
+    "service.http_server": _parts("app", "config", "logs"),
+    "service.__main__": FOUNDATION | _parts("app", "cli", "context", "http_server", "worker"),
     # The CLI is an HTTP client of the API.
-    "service.cli": frozenset({CONTRACT, "service.settings"}),
+    "service.cli": frozenset({CONTRACT}) | _parts("settings"),
 }
 #: Imports against LAYERS that work under way removes (the dry run still runs worker code in
 #: the API process; the child entries import the trainer rather than naming it). An entry

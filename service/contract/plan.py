@@ -286,31 +286,35 @@ def _resolved_preprocessing(kind: str, architecture: ArchitectureSettings | None
 
 
 def _training_settings(raw: _Section) -> TrainingSettings:
-    stopping = raw.section("early_stopping")
-    augmentation = raw.section("augmentation")
     class_weight = raw["class_weight"]
     return TrainingSettings(
         batch_size=int(raw["batch_size"]),
         optimizer=str(raw["optimizer"]),
         loss=str(raw["loss"]),
         metrics=tuple(str(metric) for metric in raw["metrics"]),
-        early_stopping=None
-        if stopping is None
-        else EarlyStoppingSettings(
-            monitor=str(stopping["monitor"]),
-            patience=int(stopping["patience"]),
-            restore_best_weights=bool(stopping["restore_best_weights"]),
-        ),
+        early_stopping=_early_stopping(raw.section("early_stopping")),
         seed=raw["seed"],
         class_weight=dict(class_weight) if isinstance(class_weight, Mapping) else class_weight,
-        augmentation=None
-        if augmentation is None
-        else AugmentationSettings(
-            flip=str(augmentation["flip"]),
-            rotation=float(augmentation["rotation"]),
-            zoom=float(augmentation["zoom"]),
-        ),
+        augmentation=_augmentation(raw.section("augmentation")),
         mixed_precision=str(raw["mixed_precision"]),
+    )
+
+
+def _early_stopping(raw: _Section | None) -> EarlyStoppingSettings | None:
+    if raw is None:
+        return None
+    return EarlyStoppingSettings(
+        monitor=str(raw["monitor"]),
+        patience=int(raw["patience"]),
+        restore_best_weights=bool(raw["restore_best_weights"]),
+    )
+
+
+def _augmentation(raw: _Section | None) -> AugmentationSettings | None:
+    if raw is None:
+        return None
+    return AugmentationSettings(
+        flip=str(raw["flip"]), rotation=float(raw["rotation"]), zoom=float(raw["zoom"])
     )
 
 
