@@ -23,8 +23,10 @@ def _parts(*names: str) -> frozenset[str]:
     return frozenset(f"service.{name}" for name in names)
 
 
-#: What the processes' own parts build on: storage, tenants, settings, logs, job records.
-FOUNDATION = _parts("storage", "security", "settings", "config", "logs", "jobs") | {CONTRACT}
+#: What the processes' own parts build on: storage, tenants, settings, retries, logs, jobs.
+FOUNDATION = _parts("storage", "security", "settings", "retry", "config", "logs", "jobs") | {
+    CONTRACT
+}
 #: Part -> the parts it may import (besides itself and the package root, which holds only
 #: ``__version__``). Read bottom-up: each part imports only parts listed before it.
 LAYERS: dict[str, frozenset[str]] = {
@@ -34,9 +36,11 @@ LAYERS: dict[str, frozenset[str]] = {
     "service.security": frozenset({CONTRACT}) | _parts("storage"),
     # The settings table's machinery, and the service's settings read through it.
     "service.settings": frozenset({CONTRACT}),
+    # The one retry helper and its policies' machinery.
+    "service.retry": frozenset({CONTRACT}),
     "service.config": frozenset({CONTRACT}) | _parts("settings", "storage"),
     "service.logs": frozenset({CONTRACT}) | _parts("security"),
-    "service.jobs": frozenset({CONTRACT}) | _parts("storage", "security"),
+    "service.jobs": frozenset({CONTRACT}) | _parts("storage", "security", "retry"),
     "service.metrics": FOUNDATION,
     "service.context": FOUNDATION,
     "service.webhooks": FOUNDATION | {"schemas"},
@@ -53,7 +57,7 @@ LAYERS: dict[str, frozenset[str]] = {
     "service.http_server": _parts("app", "config", "logs"),
     "service.__main__": FOUNDATION | _parts("app", "cli", "context", "http_server", "worker"),
     # The CLI is an HTTP client of the API.
-    "service.cli": frozenset({CONTRACT}) | _parts("settings"),
+    "service.cli": frozenset({CONTRACT}) | _parts("settings", "retry"),
 }
 #: Imports against LAYERS that work under way removes (the dry run still runs worker code in
 #: the API process; the child entries import the trainer rather than naming it). An entry
