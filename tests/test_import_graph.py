@@ -54,8 +54,9 @@ LAYERS: dict[str, frozenset[str]] = {
     "service.app": FOUNDATION
     | _parts("api", "context", "dryrun", "metrics", "webhooks")
     | {"schemas"},
-    "service.http_server": _parts("app", "config", "logs"),
-    "service.__main__": FOUNDATION | _parts("app", "cli", "context", "http_server", "worker"),
+    "service.http_server": _parts("app", "config", "logs", "metrics"),
+    "service.__main__": FOUNDATION
+    | _parts("app", "cli", "context", "http_server", "metrics", "worker"),
     # The CLI is an HTTP client of the API.
     "service.cli": frozenset({CONTRACT}) | _parts("settings", "retry"),
 }

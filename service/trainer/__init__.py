@@ -1,9 +1,10 @@
 """The trainer: the only package that imports TensorFlow and Keras.
 
 It reads the job spec through ``service.contract.plan``. Only ``service.trainer.errors``,
-``service.trainer.child``, ``service.trainer.model_safety`` and ``service.trainer.preprocessing`` are safe to import from
-the worker or the API: they do not import TensorFlow (``child`` loads it inside ``run_request``,
-``preprocessing`` inside ``preprocessing_layers``). Everything else runs in a trainer child.
+``service.trainer.child``, ``service.trainer.model_safety`` and ``service.trainer.preprocessing``
+are safe to import from the worker or the API: they do not import TensorFlow (``child`` loads it
+inside ``run_request``, ``preprocessing`` inside ``preprocessing_layers``). Everything else runs
+in a trainer child.
 
 Modules, in the order a run uses them:
 
