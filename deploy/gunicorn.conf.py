@@ -34,6 +34,15 @@ preload_app = False
 prepare_directory()
 
 
+def on_starting(server):  # type: ignore[no-untyped-def]
+    """gunicorn hook, in the master before it forks: not dumpable, nor are its workers."""
+    from service.security.dumpable import make_undumpable
+
+    # The master and every worker hold the storage credentials in their environment; no
+    # process of the same user (a child started by a worker) may read them from /proc.
+    make_undumpable("the gunicorn master")
+
+
 def child_exit(server, worker):  # type: ignore[no-untyped-def]
     """gunicorn hook: a worker process ended; drop its live-gauge files."""
     mark_process_dead(worker.pid)

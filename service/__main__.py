@@ -54,7 +54,10 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     from service.app import load_tokens
     from service.context import build_services
     from service.http_server import serve_api
+    from service.security.dumpable import make_undumpable
 
+    # This process is gunicorn's master; its API workers fork from it and inherit the flag.
+    make_undumpable("the embedded service")
     # Fail fast, before starting anything, on an unusable auth file or storage.
     load_tokens(config)
     build_services(config)

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -72,9 +72,23 @@ class ServiceProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def gunicorn_api(port: int, env: dict[str, str], log_dir: Path, workers: int = 2) -> ServiceProcess:
-    """The API under real gunicorn, with the project's gunicorn.conf.py."""
+def gunicorn_api(
+    port: int,
+    env: dict[str, str],
+    log_dir: Path,
+    workers: int = 2,
+    run_as: Sequence[str] = (),
+    python: str = sys.executable,
+) -> ServiceProcess:
+    """The API under real gunicorn, with the project's gunicorn.conf.py.
+
+    Args:
+        run_as: A command prefix that runs it as another user (``setpriv --reuid ...``).
+        python: The interpreter that runs gunicorn (one that user may run).
+    """
     argv = [
+        *run_as,
+        python,
         str(VENV_BIN / "gunicorn"),
         "-c",
         "deploy/gunicorn.conf.py",
@@ -89,10 +103,21 @@ def gunicorn_api(port: int, env: dict[str, str], log_dir: Path, workers: int = 2
 
 
 def embedded_service(
-    port: int, env: dict[str, str], log_dir: Path, api_workers: int = 2, cwd: Path | None = None
+    port: int,
+    env: dict[str, str],
+    log_dir: Path,
+    api_workers: int = 2,
+    cwd: Path | None = None,
+    run_as: Sequence[str] = (),
+    python: str = sys.executable,
 ) -> ServiceProcess:
-    """``python -m service serve`` (the API under gunicorn and one worker), answering."""
-    argv = [sys.executable, "-m", "service", "serve", "--port", str(port)]
+    """``python -m service serve`` (the API under gunicorn and one worker), answering.
+
+    Args:
+        run_as: A command prefix that runs it as another user (``setpriv --reuid ...``).
+        python: The interpreter (one that user may run).
+    """
+    argv = [*run_as, python, "-m", "service", "serve", "--port", str(port)]
     serve = ServiceProcess(
         f"serve-{port}", [*argv, "--api-workers", str(api_workers)], env, log_dir, cwd=cwd
     ).start()
