@@ -19,7 +19,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_BREAK_SYSTEM_PACKAGES=1 \
     FINETUNE_WORK_DIR=/var/lib/finetune/work \
     FINETUNE_STATE_URI=file:///var/lib/finetune/state \
-    MPLCONFIGDIR=/tmp/matplotlib
+    MPLCONFIGDIR=/tmp/matplotlib \
+    KERAS_HOME=/tmp/keras \
+    CUDA_CACHE_PATH=/tmp/cuda-cache
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /app
@@ -32,6 +34,10 @@ RUN python3 -m pip install --no-cache-dir . \
     && mkdir -p /var/lib/finetune/work /var/lib/finetune/state \
     && chown -R finetune:finetune /var/lib/finetune
 
+# Not root: root would ignore the not-dumpable flag that keeps credentials from the trainer.
+# The root filesystem can be read-only: the service writes only below /tmp (caches of
+# matplotlib, Keras and CUDA, gunicorn's heartbeat files and metrics) and /var/lib/finetune
+# (FINETUNE_WORK_DIR, and the embedded default's state): mount those writable.
 USER ${APP_UID}
 EXPOSE 8080 9100
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \

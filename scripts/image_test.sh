@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Dockerfile for real with buildah, on a local Debian base made with debootstrap, and
 # checks the image: the CLI's --help, an import of the API (create_app on local storage, /healthz
-# and /docs answered in-process), the non-root user, and that TensorFlow stays out of the API.
+# and /docs answered in-process), the non-root user, that TensorFlow stays out of the API, and
+# that a fit, a plot and a worker's start write nothing outside /tmp and /var/lib/finetune (the
+# volumes of a read-only root filesystem).
 #
 #   make image-test            (slow: minutes; not part of `make test`)
 #
@@ -68,6 +70,9 @@ user=$(buildah "${STORAGE[@]}" inspect --format '{{.OCIv1.Config.User}}' "$IMAGE
 health=$(buildah "${STORAGE[@]}" inspect --format '{{.Docker.Config.Healthcheck.Test}}' "$IMAGE_TAG")
 [[ "$health" == *"/healthz"* ]] || { echo "no health check on /healthz in the image: '$health'"; exit 1; }
 [ "$(run id -u)" = "10001" ] || { echo "commands do not run as uid 10001"; exit 1; }
+# Everything below may write only where the manifests mount writable volumes (the root
+# filesystem is read-only there): /tmp and /var/lib/finetune. A marker dates the checks' writes.
+run touch /var/lib/finetune/.checks-started
 run finetune --help | grep -q "exit codes:" || { echo "finetune --help failed"; exit 1; }
 run python3 -m service --help >/dev/null
 run python3 - <<'PY'
@@ -86,4 +91,20 @@ assert "tensorflow" not in sys.modules, "the API imported TensorFlow"
 print("API import and requests: ok")
 PY
 run python3 -c "import tensorflow as tf, keras; print('trainer libraries:', tf.__version__, keras.__version__)"
+run python3 - <<'PY'
+import keras, matplotlib.pyplot as plt, numpy as np
+
+model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+model.compile("adam", "sparse_categorical_crossentropy")
+model.fit(np.zeros((8, 4)), np.zeros(8), epochs=1, verbose=0)  # Keras' config, TF's caches
+plt.plot([0, 1])
+plt.savefig("/tmp/plot.png")  # matplotlib's font cache
+print("a tiny fit and a plot: ok")
+PY
+# The worker starts (warm trainer: TensorFlow imported in its child), polls, stops on SIGTERM.
+run timeout --signal=TERM --kill-after=30 40 python3 -m service worker || [ $? -eq 124 ]
+outside=$(run find / -xdev \( -path /proc -o -path /sys -o -path /dev -o -path /tmp \
+    -o -path /var/lib/finetune \) -prune -o -newer /var/lib/finetune/.checks-started -print)
+[ -z "$outside" ] || { echo "written outside /tmp and /var/lib/finetune:"; echo "$outside"; exit 1; }
+say "nothing written outside /tmp and /var/lib/finetune: a read-only root filesystem holds"
 say "image test passed"

@@ -139,3 +139,65 @@ def test_lint_deploy_passes() -> None:
             argv, cwd=REPO, capture_output=True, text=True, timeout=120, check=False
         )
         assert run.returncode == 0, f"{argv[0]}: {run.stdout}{run.stderr}"
+
+
+def _dockerfile_env() -> dict[str, str]:
+    """The ``ENV`` values of the Dockerfile (``NAME=value`` pairs)."""
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            found.update(re.findall(r"([A-Z_][A-Z0-9_]*)=(\S+)", line))
+    return found
+
+
+def _under(path: str, mounts: list[str]) -> bool:
+    return any(path == mount or path.startswith(mount.rstrip("/") + "/") for mount in mounts)
+
+
+def test_the_image_runs_as_a_non_root_user_with_its_caches_in_tmp() -> None:
+    lines = (REPO / "Dockerfile").read_text().splitlines()
+    user = [line.split()[1] for line in lines if line.startswith("USER ")][-1]
+    uid = re.search(r"ARG APP_UID=(\d+)", "\n".join(lines))
+    assert user == "${APP_UID}" and uid and int(uid.group(1)) > 0
+    env = _dockerfile_env()
+    for cache in ("MPLCONFIGDIR", "KERAS_HOME", "CUDA_CACHE_PATH"):
+        assert env[cache].startswith("/tmp/"), cache
+
+
+@pytest.mark.parametrize("name", ["finetune-api", "finetune-worker"])
+def test_pods_run_non_root_on_a_read_only_root_with_every_written_path_a_volume(
+    name: str,
+) -> None:
+    deployment = _by_kind()[("Deployment", name)]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] > 0
+    container = _container(deployment)
+    context = container["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"]["drop"] == ["ALL"]
+    mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert all("emptyDir" in volumes[mount] for mount in mounts)
+    env = {**_dockerfile_env(), **{e["name"]: e["value"] for e in container["env"] if "value" in e}}
+    written = ["/tmp", *(env[v] for v in ("MPLCONFIGDIR", "KERAS_HOME", "CUDA_CACHE_PATH"))]
+    if name == "finetune-api":
+        written.append(env["PROMETHEUS_MULTIPROC_DIR"])
+    else:
+        written.append(env["FINETUNE_WORK_DIR"])
+    unmounted = [path for path in written if not _under(path, list(mounts.values()))]
+    assert unmounted == [], f"{name} writes to the read-only root: {unmounted}"
+
+
+def test_compose_runs_api_and_worker_non_root_on_a_read_only_root() -> None:
+    services = yaml.safe_load((REPO / "deploy" / "docker-compose.yml").read_text())["services"]
+    for name in ("api", "worker"):
+        service = services[name]
+        assert service["read_only"] is True, name
+        assert not service["user"].startswith("0"), name
+        assert "/tmp" in service["tmpfs"], name
+        assert service["cap_drop"] == ["ALL"], name
+    worker_mounts = [volume.split(":")[1] for volume in services["worker"]["volumes"]]
+    assert _dockerfile_env()["FINETUNE_WORK_DIR"] in worker_mounts
