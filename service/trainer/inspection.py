@@ -39,8 +39,6 @@ def inspect(request: TrainingRequest) -> InspectionFinished:
 
 
 def _report(found: Prepared, request: TrainingRequest, problems: Problems) -> dict[str, Any]:
-    if found.plan is None:
-        return {}
     train, validation = found.staged_train, found.staged_validation
     report: dict[str, Any] = {
         "precision": found.policy,

@@ -92,7 +92,7 @@ class Prepared:
     """What the shared steps produced; a field stays None where its step (or one before) failed.
 
     Attributes:
-        plan: The spec read into typed settings.
+        plan: The spec read into typed settings (service.contract.plan).
         seed: Seeds the hold-out split, the shuffling and the augmentation.
         policy: The dtype policy (``float32``, ``mixed_float16``, ...).
         label_mode: ``categorical``, ``int`` or ``binary`` (data.label_mode_for_loss).
@@ -107,7 +107,7 @@ class Prepared:
         phases: What each phase freezes (those whose rule fits).
     """
 
-    plan: TrainingPlan | None = None
+    plan: TrainingPlan
     seed: int = 0
     policy: str | None = None
     label_mode: str = ""
@@ -124,10 +124,9 @@ class Prepared:
 
 def prepare(request: TrainingRequest, problems: Problems) -> Prepared:
     """Runs the shared steps on the request's staged model and data (see the module's doc)."""
-    found = Prepared()
-    plan = found.plan = problems.check(lambda: TrainingPlan.from_spec(request.spec))
-    if plan is None:
-        return found
+    # The schema loaded the spec: a key it lacks is a bug of the caller, never a field error.
+    plan = TrainingPlan.from_spec(request.spec)
+    found = Prepared(plan)
     training = plan.training
     found.seed = seed_everything(training.seed)
     problems.check(lambda: check_loss_and_metrics(training.loss, training.metrics))

@@ -45,8 +45,8 @@ def train(request: TrainingRequest, report: Report) -> TrainingOutcome:
     plan, loaded, built, examples = found.plan, found.loaded, found.built, found.train
     image_shape, policy = found.image_shape, found.policy
     # Problems raise in train mode: every step has its result here.
-    assert plan is not None and loaded is not None and built is not None
-    assert examples is not None and image_shape is not None and policy is not None
+    assert loaded is not None and built is not None and examples is not None
+    assert image_shape is not None and policy is not None
     for message in (*_described(found, loaded, built, examples, image_shape), *problems.notes):
         report(message)
     data = image_datasets(
