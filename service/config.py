@@ -118,6 +118,13 @@ class Config:
         default=20 * 1024**3,
         shown="`21474836480` (20 GiB)",
     )
+    max_archive_ratio: float = setting(
+        "FINETUNE_MAX_ARCHIVE_RATIO",
+        number(above=True),
+        "most bytes a dataset archive may unpack to per byte it holds (small archives "
+        "excepted; checked before anything is unpacked)",
+        default=100.0,
+    )
     max_archive_files: int = setting(
         "FINETUNE_MAX_ARCHIVE_FILES",
         integer(unit="files"),

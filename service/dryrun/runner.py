@@ -61,7 +61,10 @@ class DryRunner:
     def __init__(self, config: Config, storage: Storage) -> None:
         self.config = config
         self.stager = Stager(
-            storage, ArchiveLimits(config.max_archive_bytes, config.max_archive_files)
+            storage,
+            ArchiveLimits(
+                config.max_archive_bytes, config.max_archive_files, config.max_archive_ratio
+            ),
         )
         self._slots = threading.BoundedSemaphore(max(1, config.dry_run_concurrency))
 

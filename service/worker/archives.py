@@ -5,9 +5,11 @@ An archive from a client is untrusted. Every member is checked BEFORE anything i
 - its name must stay inside the destination: no absolute path, no ``..``, no backslash, no drive;
 - only regular files and folders: symbolic and hard links, devices and FIFOs are refused;
 - the members' total unpacked size and their count must stay under ArchiveLimits
-  (``FINETUNE_MAX_ARCHIVE_BYTES``, ``FINETUNE_MAX_ARCHIVE_FILES``), so a small archive cannot
-  fill the disk (a "zip bomb"); the sizes are enforced again while copying, so a member whose
-  header understates its size cannot either.
+  (``FINETUNE_MAX_ARCHIVE_BYTES``, ``FINETUNE_MAX_ARCHIVE_FILES``), and the size they declare
+  may be at most ``FINETUNE_MAX_ARCHIVE_RATIO`` times the archive's own (for a zip, each
+  member's too), so a small archive cannot fill the disk (a "zip bomb": 3 MB that unpack to
+  3 GiB); the sizes are enforced again while copying, so a member whose header understates its
+  size cannot either. Images barely compress, so real datasets are far below the ratio.
 
 Anything refused fails the job with ``invalid_dataset`` and a message naming the member. Files are
 written only below the destination folder, which the worker puts inside the job's scratch folder.
@@ -29,6 +31,9 @@ from service.contract.formats import ARCHIVE_SUFFIXES
 from service.worker.errors import JobFailure
 
 ZIP_SIGNATURE = b"PK\x03\x04"
+#: Below this many unpacked bytes no compression ratio is refused: nothing that small can hurt,
+#: and a few blank images or a small .npz of zeros may well compress 1000 to 1.
+RATIO_EXEMPT_BYTES = 64 * 1024**2
 GZIP_SIGNATURE = b"\x1f\x8b"
 #: Folders that archivers add and that are no class: macOS resource forks.
 IGNORED_FOLDERS = ("__MACOSX",)
@@ -42,10 +47,18 @@ class ArchiveLimits:
     Attributes:
         max_bytes: Total unpacked bytes (default 20 GiB).
         max_files: Number of members (default 1,000,000).
+        max_ratio: Most unpacked bytes per archive byte (default 100), past
+            ``RATIO_EXEMPT_BYTES``.
     """
 
     max_bytes: int = 20 * 1024**3
     max_files: int = 1_000_000
+    max_ratio: float = 100.0
+
+    def unpacked_cap(self, packed_bytes: int) -> int:
+        """The most bytes an archive of ``packed_bytes`` may unpack to."""
+        by_ratio = max(RATIO_EXEMPT_BYTES, int(self.max_ratio * packed_bytes))
+        return min(self.max_bytes, by_ratio)
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,7 @@ class _Member:
     is_dir: bool
     size: int
     open: Callable[[], IO[bytes]]
+    packed_size: int | None = None  # a zip member's compressed size; None in a tar
 
 
 def archive_kind(name: str) -> str | None:
@@ -87,9 +101,11 @@ def extract_archive(
     """
     with _members(archive, field) as members:
         checked = _check_all(members, limits, field)
+        cap = limits.unpacked_cap(archive.stat().st_size)
+        _check_ratio(checked, cap, limits, field)
         dest.mkdir(parents=True, exist_ok=True)
         try:
-            written = _write_all(checked, dest.resolve(), limits, field, per_class_limit)
+            written = _write_all(checked, dest.resolve(), cap, limits, field, per_class_limit)
         except Exception as exc:
             shutil.rmtree(dest, ignore_errors=True)  # no half-unpacked dataset stays behind
             if isinstance(exc, JobFailure):
@@ -101,16 +117,44 @@ def extract_archive(
     return written
 
 
+def _check_ratio(checked: list[_Member], cap: int, limits: ArchiveLimits, field: str) -> None:
+    """Refuse, before anything is written, what unpacks to far more than the archive holds."""
+    total = sum(member.size for member in checked)
+    bomb = next(
+        (
+            m
+            for m in checked
+            if m.packed_size is not None
+            and m.size > RATIO_EXEMPT_BYTES
+            and m.size > limits.max_ratio * max(m.packed_size, 1)
+        ),
+        None,
+    )
+    if total <= cap and bomb is None:
+        return
+    what = (
+        f"its member {bomb.name[:200]!r} unpacks to {bomb.size} bytes from {bomb.packed_size}"
+        if bomb is not None
+        else f"it declares {total} unpacked bytes, more than {cap}"
+    )
+    raise JobFailure(
+        "invalid_dataset",
+        f"{field}: the archive was refused before unpacking: {what}, a compression ratio above "
+        f"{limits.max_ratio:g} to 1 (FINETUNE_MAX_ARCHIVE_RATIO), which no image dataset "
+        "reaches. Upload the images as they are, or a folder as a prefix.",
+    )
+
+
 def _write_all(
     checked: list[_Member],
     root: Path,
+    budget: int,
     limits: ArchiveLimits,
     field: str,
     per_class_limit: int | None,
 ) -> int:
     written = 0
     per_folder: dict[str, int] = {}
-    budget = limits.max_bytes
     for member in checked:
         target = root.joinpath(*PurePosixPath(member.name).parts)
         if not target.resolve().is_relative_to(root):  # checked already; never write out
@@ -195,8 +239,8 @@ def _copy_capped(
                 raise JobFailure(
                     "invalid_dataset",
                     f"{field}: the archive's member {member.name!r} unpacks to more than its "
-                    f"header says, or past {limits.max_bytes} bytes in all "
-                    "(FINETUNE_MAX_ARCHIVE_BYTES); the archive is refused.",
+                    f"header says, or past {budget} bytes in all (FINETUNE_MAX_ARCHIVE_BYTES, "
+                    "FINETUNE_MAX_ARCHIVE_RATIO); the archive is refused.",
                 )
             sink.write(chunk)
     return copied
@@ -241,6 +285,7 @@ def _zip_members(opened: zipfile.ZipFile) -> Iterator[_Member | str]:
             info.is_dir(),
             info.file_size,
             lambda info=info: opened.open(info),  # type: ignore[misc]
+            packed_size=info.compress_size,
         )
 
 

@@ -54,7 +54,11 @@ class Worker:
         self.worker_id = worker_id or default_worker_id()
         self.stager = Stager(
             services.storage,
-            ArchiveLimits(self.config.max_archive_bytes, self.config.max_archive_files),
+            ArchiveLimits(
+                self.config.max_archive_bytes,
+                self.config.max_archive_files,
+                self.config.max_archive_ratio,
+            ),
         )
         self.checkpoints = CheckpointStore(self.jobs.store, self.jobs.prefix)
         self.stopping = threading.Event()

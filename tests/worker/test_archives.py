@@ -7,8 +7,10 @@ import stat
 import tarfile
 import zipfile
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from service.worker.archives import ArchiveLimits, dataset_root, extract_archive
@@ -171,3 +173,71 @@ def test_sample_unpacks_a_few_files_per_class(scratch: Path, tmp_path: Path) -> 
 
     assert written == 4
     assert sorted(p.name for p in (scratch / "s" / "train" / "b").iterdir()) == ["0.png", "1.png"]
+
+
+#: Unpacked size of the bombs below: past RATIO_EXEMPT_BYTES, far under the 20 GiB cap.
+BOMB_BYTES = 512 * 1024**2
+
+
+class _Zeros(io.RawIOBase):
+    """``size`` zero bytes, read in chunks: a bomb is built without holding it in memory."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = min(len(buffer), self.left, 1 << 20)
+        buffer[:count] = bytes(count)
+        self.left -= count
+        return count
+
+
+def _zip_bomb(path: Path) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("train/a/1.png", b"\x89PNG small")
+        with archive.open("train/b/2.png", "w", force_zip64=True) as member:
+            zeros = _Zeros(BOMB_BYTES)
+            while chunk := zeros.read(1 << 20):
+                member.write(chunk)
+    return path
+
+
+def _tar_bomb(path: Path) -> Path:
+    with tarfile.open(path, "w:gz") as archive:
+        _add(archive, "train/a/1.png", b"\x89PNG small")
+        info = tarfile.TarInfo("train/b/2.png")
+        info.size = BOMB_BYTES
+        archive.addfile(info, _Zeros(BOMB_BYTES))
+    return path
+
+
+@pytest.mark.parametrize("build", [_zip_bomb, _tar_bomb], ids=["zip", "tar.gz"])
+def test_a_small_archive_that_unpacks_huge_is_refused_before_a_byte_is_written(
+    build: Callable[[Path], Path], scratch: Path, tmp_path: Path
+) -> None:
+    archive = build(tmp_path / "bomb")
+    assert archive.stat().st_size < BOMB_BYTES / 500  # a real bomb: 512 MiB from about 1 MB
+    before = _files_below(tmp_path)
+
+    with pytest.raises(JobFailure) as info:
+        extract_archive(archive, scratch / "unpacked", ArchiveLimits(), "dataset.train")
+
+    assert info.value.code == "invalid_dataset"
+    assert "FINETUNE_MAX_ARCHIVE_RATIO" in info.value.message
+    assert "refused before unpacking" in info.value.message
+    assert _files_below(tmp_path) == before  # not even the small member was written
+
+
+def test_a_dataset_of_incompressible_images_stays_under_the_ratio(
+    scratch: Path, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(0)
+    members = {f"train/{c}/{i}.png": rng.bytes(40_000) for c in "ab" for i in range(4)}
+    archive = _zip(tmp_path / "a.zip", members)
+
+    written = extract_archive(archive, scratch / "ok", ArchiveLimits(), "dataset.train")
+
+    assert written == 8
