@@ -7,8 +7,8 @@ import stat
 import tarfile
 import zipfile
 from collections.abc import Callable
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
