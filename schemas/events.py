@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from schemas.strict import StrictSchema
+
 #: Sequence numbers are stored with 10 digits.
 MAX_SEQ = 9_999_999_999
 
@@ -27,7 +29,7 @@ class EventListSchema(Schema):
     events = fields.List(fields.Nested(EventSchema), required=True)
 
 
-class EventQuerySchema(Schema):
+class EventQuerySchema(StrictSchema):
     """Arguments of ``GET /v1/jobs/{id}/events``."""
 
     after = fields.Integer(

@@ -15,6 +15,7 @@ from schemas.fields import (
     StorageURIField,
     WebhookURLField,
 )
+from schemas.strict import StrictFloat, StrictInteger, StrictSchema
 from service.contract.architectures import ARCHITECTURE_NAMES, ARCHITECTURES, INCLUDE_TOP
 from service.contract.formats import BASE_MODEL_FORMATS, DATASET_FORMATS
 from service.contract.preprocessing import AUTO, PREPROCESSING_NAMES
@@ -44,7 +45,7 @@ def _defaults(schema: type[Schema]) -> Any:
     return lambda: schema().load({})
 
 
-class BaseModelSchema(Schema):
+class BaseModelSchema(StrictSchema):
     """The pretrained model to start from: a model file (``uri``), or a named architecture
     with its weights file (``architecture`` + ``weights_uri``)."""
 
@@ -167,7 +168,7 @@ class BaseModelSchema(Schema):
             raise ValidationError(problems, field_name="options")
 
 
-class DatasetSchema(Schema):
+class DatasetSchema(StrictSchema):
     """Where the images are and how to read them."""
 
     train = StorageURIField(
@@ -183,7 +184,7 @@ class DatasetSchema(Schema):
         allow_none=True,
         metadata={"description": "Default null: hold out validation_split of train instead."},
     )
-    validation_split = fields.Float(
+    validation_split = StrictFloat(
         load_default=0.2,
         validate=validate.Range(min=0.0, max=0.9),
         metadata={
@@ -203,7 +204,7 @@ class DatasetSchema(Schema):
         },
     )
     image_size = fields.List(
-        fields.Integer(validate=validate.Range(min=8, max=4096)),
+        StrictInteger(validate=validate.Range(min=8, max=4096)),
         load_default=None,
         allow_none=True,
         validate=validate.Length(equal=2),
@@ -222,7 +223,7 @@ class DatasetSchema(Schema):
     )
 
 
-class HeadSchema(Schema):
+class HeadSchema(StrictSchema):
     """A new classification head in place of the model's own top."""
 
     cut_at = LayerRefField(
@@ -238,17 +239,17 @@ class HeadSchema(Schema):
         metadata={"description": "Applied where the features are spatial. Default avg."},
     )
     hidden_units = fields.List(
-        fields.Integer(validate=validate.Range(min=1, max=65536)),
+        StrictInteger(validate=validate.Range(min=1, max=65536)),
         load_default=list,
         validate=validate.Length(max=8),
         metadata={"description": "Dense layers before the output. Default []."},
     )
-    dropout = fields.Float(
+    dropout = StrictFloat(
         load_default=0.0,
         validate=validate.Range(min=0.0, max=0.95),
         metadata={"description": "Dropout before each dense layer. Default 0."},
     )
-    num_classes = fields.Integer(
+    num_classes = StrictInteger(
         load_default=None,
         allow_none=True,
         validate=validate.Range(min=1, max=100_000),
@@ -256,7 +257,7 @@ class HeadSchema(Schema):
     )
 
 
-class EarlyStoppingSchema(Schema):
+class EarlyStoppingSchema(StrictSchema):
     """Stop when the monitored metric stops improving."""
 
     monitor = fields.String(
@@ -264,7 +265,7 @@ class EarlyStoppingSchema(Schema):
         validate=validate.Length(min=1, max=64),
         metadata={"description": "Default val_loss."},
     )
-    patience = fields.Integer(
+    patience = StrictInteger(
         load_default=3,
         validate=validate.Range(min=0, max=1000),
         metadata={"description": "Default 3."},
@@ -274,7 +275,7 @@ class EarlyStoppingSchema(Schema):
     )
 
 
-class AugmentationSchema(Schema):
+class AugmentationSchema(StrictSchema):
     """Random changes to training images (never applied at validation or in serving)."""
 
     flip = fields.String(
@@ -282,7 +283,7 @@ class AugmentationSchema(Schema):
         validate=validate.OneOf(FLIPS),
         metadata={"description": "Default none."},
     )
-    rotation = fields.Float(
+    rotation = StrictFloat(
         load_default=0.0,
         validate=validate.Range(min=0.0, max=0.5),
         metadata={
@@ -290,22 +291,22 @@ class AugmentationSchema(Schema):
             "Default 0."
         },
     )
-    zoom = fields.Float(
+    zoom = StrictFloat(
         load_default=0.0,
         validate=validate.Range(min=0.0, max=0.9),
         metadata={"description": "Largest zoom in or out, as a fraction. Default 0."},
     )
 
 
-class TrainingSchema(Schema):
+class TrainingSchema(StrictSchema):
     """How to train."""
 
-    epochs = fields.Integer(
+    epochs = StrictInteger(
         load_default=10,
         validate=validate.Range(min=1, max=MAX_EPOCHS),
         metadata={"description": f"Default 10, at most {MAX_EPOCHS}."},
     )
-    batch_size = fields.Integer(
+    batch_size = StrictInteger(
         load_default=32,
         validate=validate.Range(min=1, max=MAX_BATCH_SIZE),
         metadata={"description": f"Default 32, at most {MAX_BATCH_SIZE}."},
@@ -315,7 +316,7 @@ class TrainingSchema(Schema):
         validate=validate.OneOf(OPTIMIZERS),
         metadata={"description": "Default adam."},
     )
-    learning_rate = fields.Float(
+    learning_rate = StrictFloat(
         load_default=1e-4,
         validate=validate.Range(min=0.0, max=10.0, min_inclusive=False),
         metadata={"description": "Default 0.0001 (small, as fine-tuning wants)."},
@@ -337,7 +338,7 @@ class TrainingSchema(Schema):
         allow_none=True,
         metadata={"description": "Default null: no early stopping."},
     )
-    seed = fields.Integer(
+    seed = StrictInteger(
         load_default=None,
         allow_none=True,
         validate=validate.Range(min=0, max=2**31 - 1),
@@ -368,15 +369,15 @@ class TrainingSchema(Schema):
     )
 
 
-class PhaseSchema(Schema):
+class PhaseSchema(StrictSchema):
     """One phase of gradual unfreezing."""
 
-    epochs = fields.Integer(
+    epochs = StrictInteger(
         required=True,
         validate=validate.Range(min=1, max=MAX_EPOCHS),
         metadata={"description": f"At most {MAX_EPOCHS}."},
     )
-    learning_rate = fields.Float(
+    learning_rate = StrictFloat(
         load_default=None,
         allow_none=True,
         validate=validate.Range(min=0.0, max=10.0, min_inclusive=False),
@@ -389,7 +390,7 @@ class PhaseSchema(Schema):
     )
 
 
-class OutputSchema(Schema):
+class OutputSchema(StrictSchema):
     """Where the result goes."""
 
     uri = StorageURIField(
@@ -400,7 +401,7 @@ class OutputSchema(Schema):
     )
 
 
-class GateSchema(Schema):
+class GateSchema(StrictSchema):
     """A bar the final metric must clear for the job to succeed."""
 
     #: min, max or both: stated in the OpenAPI document (see service/api/openapi_extras.py) as
@@ -409,12 +410,12 @@ class GateSchema(Schema):
     OPENAPI_EXTRA: ClassVar[dict[str, Any]] = {"not": {"properties": {"min": _NULL, "max": _NULL}}}
 
     metric = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    min = fields.Float(
+    min = StrictFloat(
         load_default=None,
         allow_none=True,
         metadata={"description": "Fail below this (accuracies)."},
     )
-    max = fields.Float(
+    max = StrictFloat(
         load_default=None, allow_none=True, metadata={"description": "Fail above this (losses)."}
     )
 
@@ -424,22 +425,22 @@ class GateSchema(Schema):
             raise ValidationError("Give min, max or both.", field_name="min")
 
 
-class LimitsSchema(Schema):
+class LimitsSchema(StrictSchema):
     """Bounds on a job's run."""
 
-    max_runtime_seconds = fields.Integer(
+    max_runtime_seconds = StrictInteger(
         load_default=86_400,
         validate=validate.Range(min=1, max=7 * 86_400),
         metadata={"description": "Default 86400 (one day), at most a week."},
     )
-    max_attempts = fields.Integer(
+    max_attempts = StrictInteger(
         load_default=3,
         validate=validate.Range(min=1, max=20),
         metadata={"description": "Default 3."},
     )
 
 
-class NotifySchema(Schema):
+class NotifySchema(StrictSchema):
     """Who to tell when the job reaches a final status."""
 
     webhook_url = WebhookURLField(
@@ -458,7 +459,7 @@ class NotifySchema(Schema):
     )
 
 
-class JobSpecSchema(Schema):
+class JobSpecSchema(StrictSchema):
     """A fine-tuning job: base model, data, head, freezing, training, output."""
 
     name = fields.String(

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import re
 
-from marshmallow import Schema, fields, validate
+from marshmallow import fields, validate
 
 from schemas.job import STATUSES
 from schemas.job_spec import LABEL_KEY, MAX_LABEL_VALUE
+from schemas.strict import StrictSchema
 
 #: ``key=value``: a label key as a spec allows it, then any value a spec allows.
 LABEL_FILTER = re.compile(LABEL_KEY.pattern.removesuffix("$") + rf"=[\s\S]{{0,{MAX_LABEL_VALUE}}}$")
 MAX_LABEL_FILTER = 64 + MAX_LABEL_VALUE
 
 
-class JobListQuerySchema(Schema):
+class JobListQuerySchema(StrictSchema):
     """Arguments of ``GET /v1/jobs``."""
 
     status = fields.String(

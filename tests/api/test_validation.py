@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from marshmallow import Schema, fields
 
+from schemas import JobSpecSchema
+from schemas.strict import StrictFloat, StrictInteger
 from tests.helpers.specs import raw_spec
 
 
@@ -128,3 +132,74 @@ def test_oversized_body_is_413(client: FlaskClient) -> None:
     response = client.post("/v1/jobs", json=body)
     assert response.status_code == 413
     _assert_error_body(response.json, 413)
+
+
+def _numeric_fields(schema: Schema, path: str = "") -> Iterator[tuple[str, fields.Field[Any]]]:
+    for name, field in schema.fields.items():
+        inner = field.inner if isinstance(field, fields.List) else field
+        if isinstance(inner, fields.Nested) and isinstance(inner.schema, Schema):
+            yield from _numeric_fields(inner.schema, f"{path}{name}.")
+        elif isinstance(inner, fields.Number):
+            yield f"{path}{name}", inner
+
+
+def test_every_number_of_the_spec_takes_only_json_numbers() -> None:
+    numeric = dict(_numeric_fields(JobSpecSchema()))
+    assert "training.epochs" in numeric and "training.learning_rate" in numeric
+    loose = [
+        n for n, field in numeric.items() if not isinstance(field, StrictInteger | StrictFloat)
+    ]
+    assert not loose, "a string would be converted silently"
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        (raw_spec(training={"epochs": "8"}), ["training", "epochs"]),
+        (raw_spec(training={"epochs": 8.0}), ["training", "epochs"]),
+        (raw_spec(training={"batch_size": True}), ["training", "batch_size"]),
+        (raw_spec(training={"learning_rate": "0.001"}), ["training", "learning_rate"]),
+        (raw_spec(head={"hidden_units": ["32"]}), ["head", "hidden_units", "0"]),
+        (raw_spec(schedule=[{"epochs": "2"}]), ["schedule", "0", "epochs"]),
+        (raw_spec(limits={"max_runtime_seconds": "60"}), ["limits", "max_runtime_seconds"]),
+    ],
+    ids=["int-string", "int-float", "int-bool", "float-string", "list-item", "phase", "limit"],
+)
+def test_a_string_or_a_fraction_where_a_number_is_due_is_422(
+    client: FlaskClient, body: dict[str, Any], path: list[str]
+) -> None:
+    response = client.post("/v1/jobs", json=body)
+    assert response.status_code == 422, response.json
+    node = response.json["errors"]["json"]
+    for part in path:
+        node = node[part]
+    assert "write a JSON" in node[0]
+
+
+def test_json_integers_still_count_as_numbers(client: FlaskClient) -> None:
+    body = raw_spec(
+        training={"epochs": 2, "learning_rate": 1},
+        dataset={"train": "s3://data/digits/train/", "validation_split": 0},
+    )
+    response = client.post("/v1/jobs", json=body)
+    assert response.status_code == 201, response.json
+    assert response.json["spec"]["training"]["learning_rate"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("body", "path", "words"),
+    [
+        (raw_spec(training={"epoch": 3}), ["training", "epoch"], "Did you mean 'epochs'?"),
+        (raw_spec(trainig={}), ["trainig"], "Did you mean 'training'?"),
+        (raw_spec(schedule=[{"epochs": 1, "lr": 0.1}]), ["schedule", "0", "lr"], "Known fields:"),
+    ],
+)
+def test_an_unknown_field_names_the_close_known_ones(
+    client: FlaskClient, body: dict[str, Any], path: list[str], words: str
+) -> None:
+    response = client.post("/v1/jobs", json=body)
+    assert response.status_code == 422, response.json
+    node = response.json["errors"]["json"]
+    for part in path:
+        node = node[part]
+    assert node[0].startswith("Unknown field.") and words in node[0], node

@@ -216,3 +216,9 @@ def test_the_dry_run_summary_names_what_to_check_in_a_few_lines() -> None:
     assert "2 base layers frozen (input, conv1)" in text
     assert "warning    dataset.train: only 8 images." in text
     assert "layer13" not in text, "every layer is for --json"
+
+
+def test_yaml_exponents_are_numbers_as_in_json(tmp_path: Path) -> None:
+    (tmp_path / "job.yaml").write_text("training: {learning_rate: 1e-4, epochs: 3}\nname: '2e3'\n")
+    spec = load_spec(str(tmp_path / "job.yaml"))
+    assert spec == {"training": {"learning_rate": 0.0001, "epochs": 3}, "name": "2e3"}
