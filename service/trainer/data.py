@@ -233,9 +233,9 @@ def image_datasets(
         train, image_shape, batch_size, label_mode, num_classes, seed, cache_train
     )
     if augmentation is not None and augmentation.active:
-        train_pipeline = train_pipeline.map(
-            _augmenter(augmentation, seed), num_parallel_calls=tf.data.AUTOTUNE
-        )
+        # One batch at a time: the random layers draw from one seed generator, and parallel
+        # calls would take its draws in a different order on each run (a seeded run repeats).
+        train_pipeline = train_pipeline.map(_augmenter(augmentation, seed))
     return ImageDatasets(
         train=train_pipeline.prefetch(tf.data.AUTOTUNE),
         validation=(
