@@ -2,11 +2,11 @@
 
 The plain script is the classic recipe: base CNN + GlobalAveragePooling + Dense(128) + Dense(N),
 Adam 1e-4, ``model.fit`` on in-memory float32 arrays. The service side is a real job's trainer:
-``service.worker.runner.run_training`` (the spawned child, the image-folder pipeline, per-epoch
-checkpoints, progress messages and TensorBoard), timed by the arrival of its epoch messages.
-Both train the same base model file on the same images (the folder holds exactly the arrays'
-pixels as PNG), without validation; throughput is images/s over epochs 2..E (epoch 1 pays for
-tracing). Each measurement runs in a fresh process; service and plain alternate.
+``service.worker.child_runner.run_training`` (the child process, the image-folder pipeline,
+per-epoch checkpoints, progress messages and TensorBoard), timed by the arrival of its epoch
+messages. Both train the same base model file on the same images (the folder holds exactly the
+arrays' pixels as PNG), without validation; throughput is images/s over epochs 2..E (epoch 1 pays
+for tracing). Each measurement runs in a fresh process; service and plain alternate.
 
 A second table measures the compile choices on this CPU for the plain script (float32 vs
 mixed_bfloat16 vs XLA), the measurement behind service/trainer/devices.py.
@@ -113,8 +113,9 @@ def service_job(
     base_path: str, train_dir: str, epochs: int, mode: str, batch_size: int, seed: int | None
 ) -> dict[str, Any]:
     """A real job's trainer (spawned child, pipeline, checkpoints); images/s over epochs 2..E."""
+    from service.contract.messages import EpochEnded, Info, ProgressMessage
     from service.contract.request import TrainingRequest
-    from service.worker.runner import run_training
+    from service.worker.child_runner import run_training
     from tests.helpers.specs import loaded_spec
 
     spec = loaded_spec(
@@ -132,11 +133,11 @@ def service_job(
     ends: list[float] = []
     info: dict[str, Any] = {}
 
-    def on_message(message: dict[str, Any]) -> None:
-        if message.get("type") == "epoch":
+    def on_message(message: ProgressMessage) -> None:
+        if isinstance(message, EpochEnded):
             ends.append(time.perf_counter())
-        if message.get("type") == "info" and "train_counts" in message.get("data", {}):
-            info["n"] = sum(message["data"]["train_counts"].values())
+        if isinstance(message, Info) and "train_counts" in message.data:
+            info["n"] = sum(message.data["train_counts"].values())
 
     with tempfile.TemporaryDirectory(prefix="perf-bench-job-") as scratch:
         request = TrainingRequest(

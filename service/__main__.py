@@ -26,11 +26,11 @@ def _worker(_: argparse.Namespace, config: Config) -> int:
     # A worker serves its own metrics; it must not write into an API server's multiprocess dir.
     os.environ.pop(DIRECTORY_VARIABLE, None)
     from service.context import build_services
+    from service.security.dumpable import make_undumpable
     from service.worker import Worker
-    from service.worker.isolation import make_undumpable
 
     # Before anything holds credentials in memory: the trainer must not read them from here.
-    make_undumpable()
+    make_undumpable("the worker")
     worker = Worker(build_services(config))
     if config.worker_metrics_port:
         worker.observer.metrics.serve(config.worker_metrics_port)

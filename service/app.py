@@ -18,7 +18,7 @@ from service.api import auth, bodies, docs, errors, health, jobs, metrics
 from service.api.openapi_extras import SchemaExtrasPlugin, install_converters
 from service.config import Config
 from service.context import Services, build_services
-from service.dryrun import DryRunner
+from service.jobs.dry_runs import DryRunStore
 from service.logs import configure_logging
 from service.metrics import api as api_metrics
 from service.metrics.api import count_storage_error
@@ -68,7 +68,7 @@ def create_app(
     if test_config:
         app.config.update(test_config)
     app.extensions["finetune"] = services
-    app.extensions["finetune_dry_run"] = DryRunner(config, services.storage)
+    app.extensions["finetune_dry_runs"] = DryRunStore(services.jobs.store, services.jobs.prefix)
     app.extensions["finetune_notifier"] = JobNotifier(services.jobs, config)
     app.extensions["finetune_store_collector"] = StoreCollector(
         services.jobs,

@@ -146,7 +146,7 @@ class Config:
     dry_run_concurrency: int = setting(
         "FINETUNE_DRY_RUN_CONCURRENCY",
         integer(),
-        "dry runs at once per API process (`503` when busy)",
+        "dry runs at once per worker (`503` when no worker takes one)",
         default=2,
     )
     log_level: str = setting(

@@ -48,34 +48,18 @@ LAYERS: dict[str, frozenset[str]] = {
     TRAINER: frozenset({CONTRACT}),
     # The worker starts the trainer by module name in a child process; it never imports it.
     "service.worker": FOUNDATION | _parts("context", "metrics", "webhooks"),
-    "service.dryrun": FOUNDATION,
-    "service.api": FOUNDATION | _parts("context", "dryrun", "metrics", "webhooks") | {"schemas"},
+    "service.api": FOUNDATION | _parts("context", "metrics", "webhooks") | {"schemas"},
     # The composition roots: the API app, its server, and the command that starts it all.
-    "service.app": FOUNDATION
-    | _parts("api", "context", "dryrun", "metrics", "webhooks")
-    | {"schemas"},
+    "service.app": FOUNDATION | _parts("api", "context", "metrics", "webhooks") | {"schemas"},
     "service.http_server": _parts("app", "config", "logs", "metrics"),
     "service.__main__": FOUNDATION
     | _parts("app", "cli", "context", "http_server", "metrics", "worker"),
     # The CLI is an HTTP client of the API.
     "service.cli": frozenset({CONTRACT}) | _parts("settings", "retry"),
 }
-#: Imports against LAYERS that work under way removes (the dry run still runs worker code in
-#: the API process; the child entries import the trainer rather than naming it). An entry
-#: that no longer occurs fails the test, so that this list only shrinks.
-PENDING: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("service.dryrun.child_entry", "service.trainer.child"),
-        ("service.dryrun.runner", "service.worker.archives"),
-        ("service.dryrun.runner", "service.worker.errors"),
-        ("service.dryrun.runner", "service.worker.isolation"),
-        ("service.dryrun.runner", "service.worker.runner"),
-        ("service.dryrun.runner", "service.worker.staging"),
-        ("service.worker.child_entry", "service.trainer"),
-        ("service.worker.child_entry", "service.trainer.child"),
-        ("service.worker.child_entry", "service.trainer.run"),
-    }
-)
+#: Imports against LAYERS that work under way removes. An entry that no longer occurs fails the
+#: test, so that this list only shrinks.
+PENDING: frozenset[tuple[str, str]] = frozenset()
 #: Libraries that load TensorFlow or a Keras backend: the trainer's alone.
 TRAINER_ONLY = frozenset({"tensorflow", "keras", "tf_keras", "jax", "tensorboard"})
 

@@ -29,9 +29,7 @@ ENVIRONMENT_USERS = {
     "service/metrics/api.py": "PROMETHEUS_MULTIPROC_DIR is prometheus_client's variable",
     "service/__main__.py": "the worker's environment leaves out the API's metrics directory",
     "service/security/redaction.py": "the values of secret variables, to redact them",
-    "service/worker/isolation.py": "the trainer child starts without secrets",
-    "service/worker/child_entry.py": "the trainer child drops secrets and quiets TensorFlow",
-    "service/dryrun/child_entry.py": "the inspecting child drops secrets and quiets TensorFlow",
+    "service/worker/child_runner.py": "the trainer child's environment: an allow-list of this one",
     "service/trainer/child.py": "TF_CPP_MIN_LOG_LEVEL for TensorFlow's own logging",
 }
 

@@ -7,7 +7,7 @@ from typing import cast
 from flask import current_app
 
 from service.context import Services
-from service.dryrun import DryRunner
+from service.jobs.dry_runs import DryRunStore
 
 
 def services() -> Services:
@@ -15,6 +15,6 @@ def services() -> Services:
     return cast(Services, current_app.extensions["finetune"])
 
 
-def dry_runner() -> DryRunner:
-    """The running app's dry runner (``POST /v1/jobs/validate``)."""
-    return cast(DryRunner, current_app.extensions["finetune_dry_run"])
+def dry_runs() -> DryRunStore:
+    """Where the running app hands dry runs to the workers (``POST /v1/jobs/validate``)."""
+    return cast(DryRunStore, current_app.extensions["finetune_dry_runs"])

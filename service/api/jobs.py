@@ -23,14 +23,15 @@ from schemas import (
     JobSpecSchema,
     examples,
 )
-from service.api import dry_runner, services
+from service.api import dry_runs, services
 from service.api.access import requires_spec_storage
 from service.api.auth import current_principal
+from service.api.errors import RETRY_AFTER_SECONDS
 from service.api.responses import documents_errors
 from service.contract.plan import JobPlan
-from service.dryrun import DryRunBusy, DryRunTimeout
-from service.dryrun.errors import DryRunFailed
 from service.jobs import JobIsFinal, NoSuchJob
+from service.jobs.dry_runs import INTERRUPTED, TAKE_SECONDS, TIMED_OUT
+from service.jobs.errors import DryRunNotTaken, DryRunTimedOut
 from service.jobs.idempotency import MAX_KEY_LENGTH, IdempotencyConflict, create_once
 from service.jobs.store import InvalidCursor
 from service.webhooks import check_literal_host
@@ -200,7 +201,9 @@ class JobValidate(MethodView):
         504,
         d422="A field is invalid, or the spec does not fit its model or data: errors names "
         "each field (errors.json.head.cut_at, errors.json.schedule.1.freeze.until, ...).",
-        d503="Too many dry runs, or storage is unreachable; retry after Retry-After seconds.",
+        d503="No worker took the dry run (all busy, or none running), or storage is "
+        "unreachable; retry after Retry-After seconds.",
+        d504="A worker took the dry run but it did not finish in time.",
     )
     @requires_spec_storage
     def post(self, spec: dict[str, Any]) -> dict[str, Any]:
@@ -213,25 +216,41 @@ class JobValidate(MethodView):
         is a 422 naming its field. No GPU time is spent: the model is only opened.
         """
         _check_webhook_address(spec)
+        timeout = services().config.dry_run_timeout_seconds
         try:
-            result = dry_runner().run(spec)
-        except DryRunBusy:
+            result = dry_runs().run(spec, timeout)
+        except DryRunNotTaken:
             abort(
                 503,
-                message="Too many dry runs are running; retry shortly.",
-                headers={"Retry-After": "5"},
+                message=f"No worker took the dry run within {TAKE_SECONDS:g} s: every worker "
+                "is busy with dry runs, or none is running. Retry shortly.",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
-        except DryRunTimeout as exc:
-            abort(504, message=f"The dry run did not finish in time ({exc}); retry later.")
-        except DryRunFailed:
-            abort(500, message="The dry run failed unexpectedly; the service log has details.")
-        if not result.valid:
+        except DryRunTimedOut:
+            abort(504, message=f"The dry run did not finish within {timeout:g} s; retry later.")
+        if result.failure is not None:
+            _abort_failed_dry_run(result.failure)
+        if result.errors:
             abort(
                 422,
                 message="The spec does not fit its model or data: see errors.",
                 errors={"json": nest_field_errors(result.errors)},
             )
         return {"valid": True, **result.report}
+
+
+def _abort_failed_dry_run(failure: dict[str, str]) -> None:
+    if failure["code"] == TIMED_OUT:
+        abort(
+            504, message=f"The dry run did not finish in time ({failure['message']}); retry later."
+        )
+    if failure["code"] == INTERRUPTED:
+        abort(
+            503,
+            message="The worker running the dry run is shutting down; retry shortly.",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    abort(500, message="The dry run failed unexpectedly; the worker's log has details.")
 
 
 def nest_field_errors(flat: dict[str, list[str]]) -> dict[str, Any]:

@@ -1,20 +1,28 @@
 """The typed messages a trainer child sends its parent, and their JSON form on the wire.
 
-A child (a job's trainer or a dry run's inspector) sends any number of progress messages
-(``PhaseStarted``, ``Info``, ``EpochEnded``, ``CheckpointWritten``) and, last, exactly one of
-``TrainingFinished``, ``InspectionFinished`` or ``Failed``. The parent dispatches on the class
+A child (a job's trainer or a dry run's inspector) sends ``Ready`` once it has imported
+TensorFlow, then, once given its request, any number of progress messages (``PhaseStarted``,
+``Info``, ``EpochEnded``, ``CheckpointWritten``) and, last, exactly one of ``TrainingFinished``,
+``InspectionFinished`` or ``Failed``. The parent dispatches on the class
 (``match message: case EpochEnded(): ...``), never on strings; ``encode``/``decode`` are the
-only places that know the ``type`` tags.
+only places that know the ``type`` tags. On the wire each message is one line of JSON
+(``to_line``/``from_line``).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from service.contract.request import TrainingOutcome
 
 TrainerPhase = Literal["loading", "training", "exporting"]
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The child has imported TensorFlow and the trainer and waits for its one request."""
 
 
 @dataclass(frozen=True)
@@ -92,9 +100,10 @@ class Failed:
 
 ProgressMessage = PhaseStarted | Info | EpochEnded | CheckpointWritten
 FinalMessage = TrainingFinished | InspectionFinished | Failed
-ChildMessage = ProgressMessage | FinalMessage
+ChildMessage = Ready | ProgressMessage | FinalMessage
 
 _TAGS: dict[type[Any], str] = {
+    Ready: "ready",
     PhaseStarted: "phase",
     Info: "info",
     EpochEnded: "epoch",
@@ -137,3 +146,23 @@ def decode(data: dict[str, Any]) -> ChildMessage:
 def is_final(message: ChildMessage) -> bool:
     """Whether ``message`` is the last one a child sends."""
     return isinstance(message, TrainingFinished | InspectionFinished | Failed)
+
+
+def to_line(message: ChildMessage) -> bytes:
+    """The message as one line of JSON, newline included, as the child writes it."""
+    return json.dumps(encode(message)).encode() + b"\n"
+
+
+def from_line(line: bytes) -> ChildMessage:
+    """The inverse of ``to_line``.
+
+    Raises:
+        MessageError: Not JSON, or not a known message.
+    """
+    try:
+        data = json.loads(line)
+    except ValueError as exc:
+        raise MessageError(f"not a JSON line: {line[:200]!r}") from exc
+    if not isinstance(data, dict):
+        raise MessageError(f"not a JSON object: {line[:200]!r}")
+    return decode(data)

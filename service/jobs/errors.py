@@ -35,3 +35,19 @@ class LeaseLost(JobError):
 
 class UpdateAborted(JobError):
     """A mutation decided not to change the record (raised inside JobStore.update)."""
+
+
+class DryRunNotTaken(JobError):
+    """No worker took the dry run in time: every worker is busy with dry runs, or none runs."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"No worker took dry run {run_id}.")
+        self.run_id = run_id
+
+
+class DryRunTimedOut(JobError):
+    """A worker took the dry run but gave no verdict within its timeout."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"Dry run {run_id} did not finish in time.")
+        self.run_id = run_id

@@ -5,8 +5,7 @@ Two kinds of secret are replaced by ``[REDACTED]``:
 - configured values: every ``AWS_*`` or ``FINETUNE_*`` environment variable whose name says
   it holds a secret (``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``FINETUNE_TOKEN``...),
   plus values registered with ``register_secret``. Values seen once are remembered for the
-  life of the process, so a variable removed from the environment (as the worker does around
-  starting the trainer) stays redacted;
+  life of the process, so a variable removed from the environment later stays redacted;
 - secrets recognisable by their shape: ``Authorization`` header values, ``Bearer`` tokens,
   this service's ``ftk_`` tokens, AWS access key ids, and the signature and credential
   parameters of presigned URLs.

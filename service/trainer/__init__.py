@@ -8,6 +8,8 @@ in a trainer child.
 
 Modules, in the order a run uses them:
 
+- ``__main__``: the child process (``python -m service.trainer``, started by the worker's child
+  runner): dies with its parent, reads one request on stdin, writes typed messages on stdout.
 - ``child``: the process boundary; ``run_request(request, send)`` runs a request in its mode
   and sends typed messages (service.contract.messages), the final one last, and never raises.
 - ``pipeline``: the steps both modes share, written once (``prepare``): a job's training stops

@@ -110,11 +110,16 @@ def extract_archive(
             shutil.rmtree(dest, ignore_errors=True)  # no half-unpacked dataset stays behind
             if isinstance(exc, JobFailure):
                 raise
-            raise JobFailure(
-                "invalid_dataset",
-                f"{field}: the archive is damaged and could not be unpacked ({exc}).",
+            raise invalid_dataset(
+                field,
+                f"the archive is damaged and could not be unpacked ({exc}).",
             ) from exc
     return written
+
+
+def invalid_dataset(field: str, message: str) -> JobFailure:
+    """An ``invalid_dataset`` failure of the spec field ``field``, its message led by the name."""
+    return JobFailure("invalid_dataset", f"{field}: {message}", field=field)
 
 
 def _check_ratio(checked: list[_Member], cap: int, limits: ArchiveLimits, field: str) -> None:
@@ -137,9 +142,9 @@ def _check_ratio(checked: list[_Member], cap: int, limits: ArchiveLimits, field:
         if bomb is not None
         else f"it declares {total} unpacked bytes, more than {cap}"
     )
-    raise JobFailure(
-        "invalid_dataset",
-        f"{field}: the archive was refused before unpacking: {what}, a compression ratio above "
+    raise invalid_dataset(
+        field,
+        f"the archive was refused before unpacking: {what}, a compression ratio above "
         f"{limits.max_ratio:g} to 1 (FINETUNE_MAX_ARCHIVE_RATIO), which no image dataset "
         "reaches. Upload the images as they are, or a folder as a prefix.",
     )
@@ -187,21 +192,21 @@ def _check_all(
         checked.append(member)
         total += member.size
         if len(checked) > limits.max_files:
-            raise JobFailure(
-                "invalid_dataset",
-                f"{field}: the archive holds more than {limits.max_files} files, the most this "
+            raise invalid_dataset(
+                field,
+                f"the archive holds more than {limits.max_files} files, the most this "
                 "service unpacks (FINETUNE_MAX_ARCHIVE_FILES). Split the dataset or upload the "
                 "folder itself as a prefix.",
             )
         if total > limits.max_bytes:
-            raise JobFailure(
-                "invalid_dataset",
-                f"{field}: the archive unpacks to more than {limits.max_bytes} bytes, the most "
+            raise invalid_dataset(
+                field,
+                f"the archive unpacks to more than {limits.max_bytes} bytes, the most "
                 "this service unpacks (FINETUNE_MAX_ARCHIVE_BYTES). Upload the folder itself as "
                 "a prefix, or a smaller archive.",
             )
     if not any(not m.is_dir for m in checked):
-        raise JobFailure("invalid_dataset", f"{field}: the archive holds no files.")
+        raise invalid_dataset(field, "the archive holds no files.")
     return checked
 
 
@@ -219,9 +224,9 @@ def _check_name(name: str, field: str) -> None:
 
 
 def _refused(field: str, name: str, why: str) -> JobFailure:
-    return JobFailure(
-        "invalid_dataset",
-        f"{field}: the archive's member {name[:200]!r} was refused: {why}. Archives may hold only "
+    return invalid_dataset(
+        field,
+        f"the archive's member {name[:200]!r} was refused: {why}. Archives may hold only "
         "plain files and folders with relative paths; nothing was unpacked.",
     )
 
@@ -236,9 +241,9 @@ def _copy_capped(
             if copied > member.size or copied > budget:
                 sink.close()
                 target.unlink(missing_ok=True)
-                raise JobFailure(
-                    "invalid_dataset",
-                    f"{field}: the archive's member {member.name!r} unpacks to more than its "
+                raise invalid_dataset(
+                    field,
+                    f"the archive's member {member.name!r} unpacks to more than its "
                     f"header says, or past {budget} bytes in all (FINETUNE_MAX_ARCHIVE_BYTES, "
                     "FINETUNE_MAX_ARCHIVE_RATIO); the archive is refused.",
                 )
@@ -255,17 +260,17 @@ def _members(archive: Path, field: str) -> Iterator[Iterator[_Member | str]]:
             with zipfile.ZipFile(archive) as opened:
                 yield _zip_members(opened)
         except zipfile.BadZipFile as exc:
-            raise JobFailure(
-                "invalid_dataset", f"{field}: the file is not a readable zip archive ({exc})."
+            raise invalid_dataset(
+                field, f"the file is not a readable zip archive ({exc})."
             ) from exc
         return
     try:
         with tarfile.open(archive, mode="r:*") as opened:
             yield _tar_members(opened)
     except (tarfile.TarError, EOFError, OSError) as exc:
-        raise JobFailure(
-            "invalid_dataset",
-            f"{field}: the file is neither a zip nor a readable tar / tar.gz archive ({exc}).",
+        raise invalid_dataset(
+            field,
+            f"the file is neither a zip nor a readable tar / tar.gz archive ({exc}).",
         ) from exc
 
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 
 class JobFailure(Exception):
-    """Ends a job as ``failed`` with ``code`` and a ``message`` that says what to change."""
+    """Ends a job as ``failed`` with ``code`` and a ``message`` that says what to change.
 
-    def __init__(self, code: str, message: str) -> None:
+    Attributes:
+        field: The spec field the failure concerns (``dataset.train``), where one does: the
+            dry run reports the failure under it.
+    """
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.field = field
 
 
 class JobCancelled(Exception):

@@ -11,6 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from service.contract.layout import MANIFEST_FILE
+from service.contract.messages import (
+    CheckpointWritten,
+    EpochEnded,
+    Info,
+    PhaseStarted,
+    ProgressMessage,
+)
 from service.contract.plan import JobPlan, with_batch_size
 from service.contract.request import TrainingOutcome, TrainingRequest
 from service.contract.uri import parse_uri
@@ -18,11 +25,11 @@ from service.jobs import JobRecord, JobStore
 from service.jobs.checkpoints import CheckpointStore
 from service.jobs.clock import parse, utcnow
 from service.storage.errors import StorageError
+from service.worker.child_runner import TrainerPool, run_training
 from service.worker.errors import JobAbandoned, JobCancelled, JobFailure, JobInterrupted
 from service.worker.gate import check_gate
 from service.worker.heartbeat import Heartbeat
 from service.worker.manifest import build_manifest
-from service.worker.runner import TrainerPool, run_training
 from service.worker.staging import StagedInputs, Stager
 from service.worker.visuals import prepare_visuals
 
@@ -44,7 +51,7 @@ class JobRun:
         data_cache_mb: The trainer's cache of decoded images (Config.data_cache_mb).
         fault_oom_above_batch: Test-only (Config.fault_oom_above_batch).
         on_message: Also sees every message of the trainer (metrics).
-        trainers: Where the trainer child comes from (a warm one, runner.TrainerPool); None
+        trainers: Where the trainer child comes from (a warm one, child_runner.TrainerPool); None
             starts a fresh child for every run.
     """
 
@@ -61,7 +68,7 @@ class JobRun:
         min_batch_size: int,
         data_cache_mb: float | None = None,
         fault_oom_above_batch: int | None = None,
-        on_message: Callable[[dict[str, Any]], None] | None = None,
+        on_message: Callable[[ProgressMessage], None] | None = None,
         trainers: TrainerPool | None = None,
     ) -> None:
         self.record = record
@@ -76,7 +83,7 @@ class JobRun:
         self.fault_oom_above_batch = fault_oom_above_batch
         self.published: list[str] = []
         self._observe = on_message
-        self._run_training = run_training if trainers is None else trainers.run
+        self._run_training = run_training if trainers is None else trainers.train
         self._first_started = parse(record.started_at) if record.started_at else utcnow()
 
     @cached_property
@@ -185,24 +192,22 @@ class JobRun:
                 )
                 batch_size = smaller
 
-    def _on_message(self, message: dict[str, Any]) -> None:
+    def _on_message(self, message: ProgressMessage) -> None:
         if self._observe is not None:
             self._observe(message)
-        kind = message.get("type")
-        if kind == "phase":
-            self.phase(message["phase"])
-        elif kind == "epoch":
-            self._on_epoch(message)
-        elif kind == "checkpoint":
-            self._on_checkpoint(message)
-        elif kind == "info":
-            self.heartbeat.event(
-                "info", str(message.get("message", "")), dict(message.get("data") or {})
-            )
+        match message:
+            case PhaseStarted(phase=phase):
+                self.phase(phase)
+            case EpochEnded():
+                self._on_epoch(message)
+            case CheckpointWritten():
+                self._on_checkpoint(message)
+            case Info(message=text, data=data):
+                self.heartbeat.event("info", text, dict(data))
 
-    def _on_epoch(self, message: dict[str, Any]) -> None:
-        epoch, epochs = int(message["epoch"]), int(message["epochs"])
-        metrics = {k: float(v) for k, v in message.get("metrics", {}).items()}
+    def _on_epoch(self, message: EpochEnded) -> None:
+        epoch, epochs = message.epoch, message.epochs
+        metrics = {k: float(v) for k, v in message.metrics.items()}
         self.heartbeat.update(
             progress={
                 "phase": "training",
@@ -219,24 +224,23 @@ class JobRun:
             {
                 "epoch": epoch,
                 "epochs": epochs,
-                "phase_index": message.get("phase_index", 0),
+                "phase_index": message.phase_index,
                 "metrics": metrics,
             },
         )
         self.heartbeat.flush()
 
-    def _on_checkpoint(self, message: dict[str, Any]) -> None:
-        path = Path(message["path"])
+    def _on_checkpoint(self, message: CheckpointWritten) -> None:
         try:
             self.checkpoints.save(
-                self.record.id, path, int(message["epoch"]), int(message.get("phase_index", 0))
+                self.record.id, Path(message.path), message.epoch, message.phase_index
             )
         except StorageError as exc:
             # Training goes on; a lost worker would then resume from an older checkpoint.
             log.warning(
                 "job %s: checkpoint after epoch %s not uploaded: %s",
                 self.record.id,
-                message["epoch"],
+                message.epoch,
                 exc,
             )
 

@@ -15,15 +15,17 @@ from typing import Any
 from service.context import Services
 from service.jobs import JobRecord, JobStatus, LeaseLost
 from service.jobs.checkpoints import CheckpointStore
+from service.jobs.dry_runs import DryRunStore
 from service.logs import job_logging
 from service.storage.errors import StorageError
 from service.worker import retry_policies, visuals
 from service.worker.archives import ArchiveLimits
+from service.worker.child_runner import TrainerPool
+from service.worker.dry_runs import DryRunner
 from service.worker.errors import JobAbandoned, JobCancelled, JobFailure, JobInterrupted
 from service.worker.heartbeat import Heartbeat
 from service.worker.job_run import JobRun
 from service.worker.observer import JobObserver
-from service.worker.runner import TrainerPool
 from service.worker.staging import Stager
 
 log = logging.getLogger(__name__)
@@ -67,12 +69,30 @@ class Worker:
         # run_forever keeps a warm trainer child ready (FINETUNE_WARM_TRAINER); run_once alone
         # starts one per job and leaves none behind.
         self.trainers = TrainerPool(warm=False)
+        self.dry_runs = DryRunner(
+            DryRunStore(self.jobs.store, self.jobs.prefix),
+            self.stager,
+            self.trainers,
+            self.config,
+            self.worker_id,
+            self.stopping,
+        )
 
     def run_forever(self) -> None:
-        """Work until ``stopping`` is set."""
+        """Work until ``stopping`` is set: jobs in this thread, dry runs in threads of their own.
+
+        Call it from a thread that lives as long as the worker: the trainer children it starts
+        die with the thread that started them.
+        """
         log.info("worker %s polling %s", self.worker_id, self.config.state_uri)
         self.trainers.warm = self.config.warm_trainer
         threading.Thread(target=visuals.warm_up, name="warm-up-visuals", daemon=True).start()
+        dry_runners = [
+            threading.Thread(target=self.dry_runs.run_forever, name=f"dry-runs-{n}")
+            for n in range(max(1, self.config.dry_run_concurrency))
+        ]
+        for thread in dry_runners:
+            thread.start()
         while not self.stopping.is_set():
             self.trainers.prepare()
             try:
@@ -84,6 +104,8 @@ class Worker:
                 ran = False
             if not ran:
                 self.stopping.wait(self.config.poll_seconds)
+        for thread in dry_runners:
+            thread.join()
         self.trainers.close()
         self.observer.close()
         log.info("worker %s stopped", self.worker_id)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from service.context import Services
+from service.contract.messages import EpochEnded, PhaseStarted, ProgressMessage
 from service.jobs import JobRecord
 from service.metrics.worker import WorkerMetrics
 from service.webhooks.notifier import JobNotifier
@@ -32,13 +32,13 @@ class JobObserver:
         self._started = time.monotonic()
         self.metrics.job_started()
 
-    def on_message(self, message: dict[str, Any]) -> None:
-        """A message of the trainer (phase, epoch, info)."""
-        kind = message.get("type")
-        if kind == "phase" and message.get("phase") == "training":
-            self.metrics.training_started()
-        elif kind == "epoch":
-            self.metrics.epoch_ended()
+    def on_message(self, message: ProgressMessage) -> None:
+        """A progress message of the trainer (phase, epoch, info, checkpoint)."""
+        match message:
+            case PhaseStarted(phase="training"):
+                self.metrics.training_started()
+            case EpochEnded():
+                self.metrics.epoch_ended()
 
     def job_finished(self, record: JobRecord) -> None:
         """The job's final status is recorded: count it and queue its webhook (non-blocking)."""

@@ -38,6 +38,7 @@ from service.worker.archives import (
     archive_kind,
     dataset_root,
     extract_archive,
+    invalid_dataset,
     remove,
 )
 from service.worker.errors import JobFailure
@@ -96,16 +97,18 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _storage_failure(what: str, uri: str, exc: StorageError) -> JobFailure:
+def _storage_failure(what: str, uri: str, exc: StorageError, field_name: str) -> JobFailure:
     if isinstance(exc, StorageUnavailable):
         return JobFailure(
-            "storage", f"Could not read {what} {uri}: storage is unreachable ({exc})."
+            "storage",
+            f"Could not read {what} {uri}: storage is unreachable ({exc}).",
+            field=field_name,
         )
-    return JobFailure("storage", f"Could not read {what} {uri}: {exc}.")
+    return JobFailure("storage", f"Could not read {what} {uri}: {exc}.", field=field_name)
 
 
-def _invalid(field_name: str, message: str) -> JobFailure:
-    return JobFailure("invalid_dataset", f"{field_name}: {message}")
+def _invalid_model(field_name: str, message: str) -> JobFailure:
+    return JobFailure("invalid_model", f"{field_name}: {message}", field=field_name)
 
 
 class Stager:
@@ -179,22 +182,20 @@ class Stager:
         """The named architecture's weights file: one object, whose sha256 the manifest keeps."""
         store, key = self._storage.open(uri)
         if key.endswith("/") or key == "":
-            raise JobFailure(
-                "invalid_model",
-                f"base_model.weights_uri: {uri} is a prefix; give the weights file itself "
-                "(.h5 or .weights.h5).",
+            raise _invalid_model(
+                "base_model.weights_uri",
+                f"{uri} is a prefix; give the weights file itself (.h5 or .weights.h5).",
             )
         local = dest / PurePosixPath(key).name
         dest.mkdir(parents=True, exist_ok=True)
         try:
             store.download_file(key, local)
         except NoSuchKey as exc:
-            raise JobFailure(
-                "invalid_model",
-                f"base_model.weights_uri: no weights file at {uri}. Check the path.",
+            raise _invalid_model(
+                "base_model.weights_uri", f"no weights file at {uri}. Check the path."
             ) from exc
         except StorageError as exc:
-            raise _storage_failure("the weights file", uri, exc) from exc
+            raise _storage_failure("the weights file", uri, exc, "base_model.weights_uri") from exc
         return local
 
     def _stage_model(self, uri: str, dest: Path) -> Path:
@@ -203,9 +204,9 @@ class Stager:
             if key.endswith("/") or key == "":
                 infos = store.download_prefix(key, dest / "saved_model")
                 if not infos:
-                    raise JobFailure(
-                        "invalid_model",
-                        f"base_model.uri: nothing is stored under {uri}. "
+                    raise _invalid_model(
+                        "base_model.uri",
+                        f"nothing is stored under {uri}. "
                         "Point it at a .keras or .h5 file or a SavedModel folder.",
                     )
                 return dest / "saved_model"
@@ -214,15 +215,14 @@ class Stager:
             store.download_file(key, local)
             return local
         except NoSuchKey as exc:
-            raise JobFailure(
-                "invalid_model",
-                f"base_model.uri: no model file at {uri}. Check the path; "
-                "a SavedModel folder must end with '/'.",
+            raise _invalid_model(
+                "base_model.uri",
+                f"no model file at {uri}. Check the path; a SavedModel folder must end with '/'.",
             ) from exc
         except JobFailure:
             raise
         except StorageError as exc:
-            raise _storage_failure("the base model", uri, exc) from exc
+            raise _storage_failure("the base model", uri, exc, "base_model.uri") from exc
 
     def stage_dataset(
         self,
@@ -253,7 +253,7 @@ class Stager:
                 key += "/"
             return self._stage_prefix(field_name, uri, store, key, dest, declared, sample_per_class)
         except StorageError as exc:
-            raise _storage_failure(field_name, uri, exc) from exc
+            raise _storage_failure(field_name, uri, exc, field_name) from exc
 
     # the three shapes of a dataset URI ---------------------------------------------------
     def _stage_prefix(
@@ -267,14 +267,14 @@ class Stager:
         sample_per_class: int | None,
     ) -> StagedDataset:
         if declared in ("zip", "tar", "npz"):
-            raise _invalid(
+            raise invalid_dataset(
                 field_name,
                 f"dataset.format is {declared!r} but {uri} is a prefix (a folder). Point it at "
                 f"the {declared} file, or set dataset.format to 'auto'.",
             )
         infos = [info for info in store.list(prefix) if not info.key.endswith("/")]
         if not infos:
-            raise _invalid(
+            raise invalid_dataset(
                 field_name,
                 f"no files under {uri}. Upload one folder of images per class there (for "
                 "example .../cats/1.jpg, .../dogs/2.jpg), or point it at an archive, an .npz or "
@@ -305,7 +305,7 @@ class Stager:
         sample_per_class: int | None,
     ) -> StagedDataset:
         if declared not in ("auto", "tfrecord"):
-            raise _invalid(
+            raise invalid_dataset(
                 field_name,
                 f"a glob ({uri}) selects TFRecord files; dataset.format {declared!r} does not "
                 "fit. Set dataset.format to 'auto' or 'tfrecord'.",
@@ -318,7 +318,7 @@ class Stager:
             if not info.key.endswith("/") and fnmatch.fnmatchcase(info.key, pattern)
         ]
         if not infos:
-            raise _invalid(field_name, f"no files match {uri}. Check the pattern.")
+            raise invalid_dataset(field_name, f"no files match {uri}. Check the pattern.")
         if sample_per_class is not None:
             infos = infos[:1]
         self._download(store, infos, folder, dest)
@@ -354,12 +354,12 @@ class Stager:
         if kind in ("npz", "tfrecord"):
             return StagedDataset(download, kind, files)
         if kind == "image_folder":
-            raise _invalid(
+            raise invalid_dataset(
                 field_name,
                 f"dataset.format is 'image_folder' but {uri} is one file. Point it at the folder "
                 "(ending in '/'), or set dataset.format to match the file.",
             )
-        raise _invalid(
+        raise invalid_dataset(
             field_name,
             f"{uri} is neither a folder nor a file this service reads (.zip, .tar.gz, .tgz, "
             ".tar, .npz, .tfrecord). Set dataset.format, or end a folder's URI with '/'.",

@@ -1,12 +1,13 @@
-"""POST /v1/jobs/validate: the dry run, through the app with local storage.
+"""POST /v1/jobs/validate: the dry run, through the app and a worker on local storage.
 
-Each call stages a sample and spawns the inspecting child (which loads TensorFlow), as in
-production; the test process itself plays the API.
+The test process plays the API (Flask's test client) and runs a real Worker in a thread on the
+same job state: the worker takes each dry run, stages a sample and inspects it in a trainer
+child (which loads TensorFlow), as in production.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,11 @@ from flask.testing import FlaskClient
 
 from service.app import create_app
 from service.config import Config
+from service.context import build_services
 from tests.helpers.data import write_image_folder
 from tests.helpers.legacy_models import keras3_lambda_model
 from tests.helpers.models import pretrain_tiny_cnn
+from tests.helpers.services import running_worker
 
 pytestmark = pytest.mark.slow
 
@@ -32,18 +35,25 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"model": root / "model.keras", "train": root / "train", "root": root}
 
 
-@pytest.fixture
-def client(tmp_path: Path) -> FlaskClient:
-    """The real app on local storage (file:// URIs allowed), 3 images per class sampled."""
-    app: Flask = create_app(
-        Config(
-            state_uri=f"file://{tmp_path / 'state'}",
-            work_dir=tmp_path / "work",
-            allow_local_storage=True,
-            dry_run_samples_per_class=3,
-        )
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    """Local storage (file:// URIs allowed), 3 images per class sampled."""
+    root = tmp_path_factory.mktemp("dry-run-service")
+    return Config(
+        state_uri=f"file://{root / 'state'}",
+        work_dir=root / "work",
+        allow_local_storage=True,
+        dry_run_samples_per_class=3,
+        poll_seconds=0.1,
     )
-    return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def client(config: Config) -> Iterator[FlaskClient]:
+    """The real app, and a worker on the same job state for the module (its warm child too)."""
+    app: Flask = create_app(config)
+    with running_worker(build_services(config)):
+        yield app.test_client()
 
 
 def _spec(inputs: dict[str, Path], **overrides: Any) -> dict[str, Any]:
@@ -65,7 +75,7 @@ def _errors(response: Any) -> dict[str, Any]:
 
 
 def test_good_spec_gets_the_report_and_queues_nothing(
-    client: FlaskClient, inputs: dict[str, Path], tmp_path: Path
+    client: FlaskClient, inputs: dict[str, Path], config: Config
 ) -> None:
     spec = _spec(
         inputs,
@@ -94,7 +104,10 @@ def test_good_spec_gets_the_report_and_queues_nothing(
     assert second["frozen_batch_norms"] == ["bn1", "bn2", "bn3"]
     assert second["trainable_weights"] > first["trainable_weights"]
     assert client.get("/v1/jobs").get_json()["jobs"] == []
-    assert not list((tmp_path / "work" / "dry-runs").iterdir())  # the sample was removed
+    assert not list((config.work_dir / "dry-runs").iterdir())  # the sample was removed
+    state = Path(config.state_uri.removeprefix("file://"))
+    handed = [p for p in state.rglob("*") if p.relative_to(state).parts[0].startswith("dry-run")]
+    assert [p for p in handed if p.is_file()] == []  # the request and result were removed
 
 
 def test_every_incompatibility_is_a_field_error(
@@ -200,36 +213,3 @@ def test_archive_and_npz_are_sampled_and_described(
     assert data["validation"]["format"] == "npz"
     assert data["validation"]["class_names"] == ["a", "b", "c"]
     assert data["validation"]["image_shapes"] == [[32, 32, 3]]
-
-
-def test_the_inspecting_child_starts_without_credentials_in_its_environment(
-    client: FlaskClient, inputs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The child reads a client's model file: like the trainer, it must find no credentials.
-
-    ``/proc/<pid>/environ`` keeps what a process was started with, so it is read right after
-    the start (a child deleting the variables itself would be too late).
-    """
-    from service.dryrun import runner
-
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "dry-run-secret-value")
-    monkeypatch.setenv("FINETUNE_TOKEN", "another-secret-value")
-    started: list[bytes] = []
-    real_start = runner.start_child
-
-    def start_and_look(*args: Any, **kwargs: Any) -> Any:
-        process, messages = real_start(*args, **kwargs)
-        started.append(Path(f"/proc/{process.pid}/environ").read_bytes())
-        return process, messages
-
-    monkeypatch.setattr(runner, "start_child", start_and_look)
-
-    response = client.post("/v1/jobs/validate", json=_spec(inputs))
-
-    assert response.status_code == 200, response.get_json()
-    assert len(started) == 1
-    assert b"dry-run-secret-value" not in started[0]
-    assert b"another-secret-value" not in started[0]
-    assert b"AWS_SECRET_ACCESS_KEY" not in started[0]
-    # The API process keeps its own environment.
-    assert os.environ["AWS_SECRET_ACCESS_KEY"] == "dry-run-secret-value"

@@ -3,6 +3,7 @@ weights file's digest and what was loaded; a weights file that does not fit is a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,10 @@ from flask.testing import FlaskClient
 
 from service.app import create_app
 from service.config import Config
+from service.context import build_services
 from tests.helpers.architectures import build, perturb, write_published_h5
 from tests.helpers.data import write_image_folder
+from tests.helpers.services import running_worker
 
 pytestmark = pytest.mark.slow
 
@@ -30,18 +33,20 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"no_top": root / "v2_no_top.h5", "top": root / "v2_top.h5", "train": root / "train"}
 
 
-@pytest.fixture
-def client(tmp_path: Path) -> FlaskClient:
-    """The real app on local storage (file:// URIs allowed), 3 images per class sampled."""
-    app: Flask = create_app(
-        Config(
-            state_uri=f"file://{tmp_path / 'state'}",
-            work_dir=tmp_path / "work",
-            allow_local_storage=True,
-            dry_run_samples_per_class=3,
-        )
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlaskClient]:
+    """The real app and a worker on local storage (file:// URIs allowed), 3 images per class."""
+    root = tmp_path_factory.mktemp("dry-run-architectures-service")
+    config = Config(
+        state_uri=f"file://{root / 'state'}",
+        work_dir=root / "work",
+        allow_local_storage=True,
+        dry_run_samples_per_class=3,
+        poll_seconds=0.1,
     )
-    return app.test_client()
+    app: Flask = create_app(config)
+    with running_worker(build_services(config)):
+        yield app.test_client()
 
 
 def _spec(inputs: dict[str, Path], weights: Path) -> dict[str, Any]:

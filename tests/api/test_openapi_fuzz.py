@@ -14,6 +14,7 @@ test drives its Hypothesis strategies itself.)
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +28,19 @@ from schemathesis.checks import positive_data_acceptance
 from schemas.job_spec import LABEL_KEY, MAX_EPOCHS, BaseModelSchema
 from service.app import create_app
 from service.config import Config
+from service.context import build_services
 from tests.helpers.auth import bearer, write_auth_file
+from tests.helpers.services import running_worker
 from tests.helpers.specs import raw_spec
 
 MAX_EXAMPLES = 30
 
 
 @pytest.fixture
-def fuzz_target(tmp_path: Path) -> tuple[Flask, str]:
+def fuzz_target(tmp_path: Path) -> Iterator[tuple[Flask, str]]:
     """The app (local storage on, as the embedded default has it), and a token whose tenant may
     read s3://data/, s3://models/ and local files, and write the latter two: generated specs
-    land inside and outside its prefixes.
+    land inside and outside its prefixes. A worker's dry-run thread answers the dry runs.
     """
     tokens = write_auth_file(
         tmp_path / "auth.json",
@@ -56,7 +59,8 @@ def fuzz_target(tmp_path: Path) -> tuple[Flask, str]:
         # A private webhook address is a deployment rule, not a rule of the document.
         webhook_allow_private=True,
     )
-    return create_app(config), tokens["fuzz"]
+    with running_worker(build_services(config), jobs=False):
+        yield create_app(config), tokens["fuzz"]
 
 
 def _beyond_the_document(case: Any, cursors: set[str]) -> bool:

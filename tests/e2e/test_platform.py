@@ -283,7 +283,7 @@ def test_worker_logs_are_json_with_the_job_id_on_every_line_of_the_job(
     assert len(about_job) >= 2
     assert all(entry["job_id"] == job_id for entry in about_job), about_job
     during = [entry for entry in entries if entry.get("job_id") == job_id]
-    assert {entry["logger"] for entry in during} >= {"service.worker.runner"}
+    assert {entry["logger"] for entry in during} >= {"service.worker.child_runner"}
     assert any(entry["logger"] == "service.webhooks.sender" for entry in during)
 
 

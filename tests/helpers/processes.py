@@ -179,6 +179,15 @@ class ApiClient:
         body: dict[str, Any] = response.json()
         return body
 
+    def validate(self, spec: dict[str, Any], attempts: int = 5) -> requests.Response:
+        """POST a dry run; a 503 (no worker took it: one may still be starting) is retried."""
+        for _ in range(attempts - 1):
+            response = self.http.post(f"{self.base_url}/v1/jobs/validate", json=spec, timeout=180)
+            if response.status_code != 503:
+                return response
+            time.sleep(float(response.headers.get("Retry-After", "5")))
+        return self.http.post(f"{self.base_url}/v1/jobs/validate", json=spec, timeout=180)
+
     def job(self, job_id: str) -> dict[str, Any]:
         """GET a job."""
         response = self.http.get(f"{self.base_url}/v1/jobs/{job_id}", timeout=10)

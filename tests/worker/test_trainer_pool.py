@@ -1,10 +1,7 @@
-"""The warm trainer: a spawned child that imported TensorFlow before its job came, one per job."""
+"""The warm trainer: a child that imported TensorFlow before its job came, one per job."""
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import queue
 import threading
 import time
 from pathlib import Path
@@ -15,10 +12,12 @@ import pytest
 from schemas import JobSpecSchema
 from service.config import Config
 from service.context import build_services
+from service.contract.messages import EpochEnded, ProgressMessage
 from service.contract.request import TrainingOutcome, TrainingRequest
 from service.jobs import JobStatus
-from service.worker import Worker, child_entry
-from service.worker.runner import TrainerPool
+from service.worker import Worker
+from service.worker.child_runner import TrainerPool
+from tests.helpers.children import is_alive, trainer_pids
 from tests.helpers.data import write_image_folder
 from tests.helpers.models import pretrain_tiny_cnn
 from tests.trainer.support import make_request
@@ -61,15 +60,6 @@ def _loaded_tensorflow(pid: int) -> bool:
     return "_pywrap_tensorflow_internal" in maps or "libtensorflow_framework" in maps
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/status").read_text() if Path(f"/proc/{pid}").exists() else ""
-    return "State:\tZ" not in status
-
-
 def test_a_warm_child_runs_the_job_it_was_started_for_then_is_replaced(
     tmp_path: Path, inputs: dict[str, Path]
 ) -> None:
@@ -79,20 +69,20 @@ def test_a_warm_child_runs_the_job_it_was_started_for_then_is_replaced(
         warm_pid = _wait_ready(pool)
         # TensorFlow is in the child before any request was sent: the job will not import it.
         assert _loaded_tensorflow(warm_pid)
-        messages: list[dict[str, Any]] = []
+        messages: list[ProgressMessage] = []
 
-        outcome = pool.run(_request(tmp_path, inputs), messages.append, lambda: None)
+        outcome = pool.train(_request(tmp_path, inputs), messages.append, lambda: None)
 
         assert isinstance(outcome, TrainingOutcome) and outcome.metrics["loss"] > 0
         assert pool.last_was_warm and pool.last_pid == warm_pid
-        assert [m["epoch"] for m in messages if m["type"] == "epoch"] == [1]
-        assert not _alive(warm_pid)  # one job per child
+        assert [m.epoch for m in messages if isinstance(m, EpochEnded)] == [1]
+        assert not is_alive(warm_pid)  # one job per child
         # Its replacement was started as the job began, for the next job.
         assert pool.spare is not None and pool.spare.pid not in (None, warm_pid)
         assert pool.spare.is_usable()
     finally:
         pool.close()
-    assert multiprocessing.active_children() == []
+    assert trainer_pids() == []
 
 
 def test_without_a_spare_the_job_gets_a_fresh_child(
@@ -102,11 +92,11 @@ def test_without_a_spare_the_job_gets_a_fresh_child(
     pool.prepare()  # does nothing when warm is off
     assert pool.spare is None
 
-    outcome = pool.run(_request(tmp_path, inputs), lambda message: None, lambda: None)
+    outcome = pool.train(_request(tmp_path, inputs), lambda message: None, lambda: None)
 
     assert outcome.metrics and not pool.last_was_warm
-    assert pool.last_pid is not None and not _alive(pool.last_pid)
-    assert multiprocessing.active_children() == []
+    assert pool.last_pid is not None and not is_alive(pool.last_pid)
+    assert trainer_pids() == []
 
 
 def test_a_spare_that_died_is_replaced_not_used(tmp_path: Path, inputs: dict[str, Path]) -> None:
@@ -116,29 +106,13 @@ def test_a_spare_that_died_is_replaced_not_used(tmp_path: Path, inputs: dict[str
         spare = pool.spare
         assert spare is not None
         spare.process.kill()
-        spare.process.join()
+        spare.process.wait()
 
-        outcome = pool.run(_request(tmp_path, inputs), lambda message: None, lambda: None)
+        outcome = pool.train(_request(tmp_path, inputs), lambda message: None, lambda: None)
 
         assert outcome.metrics and not pool.last_was_warm and pool.last_pid != spare.pid
     finally:
         pool.close()
-
-
-def test_the_warm_child_drops_storage_credentials_before_importing_the_trainer(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # serve_one in this process, with thread queues: what the spawned child runs first.
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key")
-    requests: queue.Queue[Any] = queue.Queue()
-    requests.put(None)  # the worker let it go unused
-    ready = threading.Event()
-
-    child_entry.serve_one(requests, queue.Queue(), ready)
-
-    assert ready.is_set()
-    assert not any(name.startswith("AWS_") for name in os.environ)
 
 
 @pytest.mark.slow
@@ -167,15 +141,15 @@ def test_the_worker_loop_runs_each_job_in_its_own_warm_child(
     jobs = [services.jobs.create(spec), services.jobs.create(spec)]
     worker = Worker(services)
     runs: list[tuple[int | None, bool]] = []
-    run = worker.trainers.run
+    train = worker.trainers.train
 
-    def recording_run(*args: Any) -> TrainingOutcome:
+    def recording_train(*args: Any) -> TrainingOutcome:
         try:
-            return run(*args)
+            return train(*args)
         finally:
             runs.append((worker.trainers.last_pid, worker.trainers.last_was_warm))
 
-    worker.trainers.run = recording_run  # type: ignore[method-assign]
+    worker.trainers.train = recording_train  # type: ignore[method-assign]
     thread = threading.Thread(target=worker.run_forever)
     thread.start()
     try:
@@ -190,4 +164,4 @@ def test_the_worker_loop_runs_each_job_in_its_own_warm_child(
     assert [services.jobs.get(job.id).status for job in jobs] == [JobStatus.SUCCEEDED] * 2
     assert len(runs) == 2 and all(warm for _, warm in runs)
     assert runs[0][0] != runs[1][0]
-    assert multiprocessing.active_children() == []  # the spare is stopped with the worker
+    assert trainer_pids() == []  # the spare is stopped with the worker

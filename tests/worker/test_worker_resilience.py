@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import threading
 import time
@@ -15,6 +14,7 @@ from schemas import JobSpecSchema
 from service.context import Services
 from service.jobs import JobRecord, JobStatus
 from service.worker import Worker
+from tests.helpers.children import is_alive, trainer_pids
 from tests.helpers.data import write_image_folder
 from tests.helpers.models import pretrain_tiny_cnn
 from tests.helpers.services import local_services
@@ -49,14 +49,6 @@ def _spec(inputs: dict[str, Path], out: Path, **overrides: Any) -> dict[str, Any
     return spec
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ", 1)[1][0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def _run_in_thread(services: Services) -> threading.Thread:
     thread = threading.Thread(target=Worker(services).run_once, daemon=True)
     thread.start()
@@ -79,13 +71,13 @@ def test_cancel_running_job_stops_its_trainer_within_seconds(
     record = services.jobs.create(_spec(inputs, tmp_path / "out", training={"epochs": 50}))
     thread = _run_in_thread(services)
     _wait_running_epoch(services, record.id, 1)
-    (trainer,) = multiprocessing.active_children()
-    assert trainer.pid is not None and _pid_alive(trainer.pid)
+    (trainer,) = trainer_pids()
+    assert is_alive(trainer)
     asked = time.monotonic()
     services.jobs.cancel(record.id)
     thread.join(timeout=30)
     assert not thread.is_alive()
-    assert not _pid_alive(trainer.pid), "the trainer process outlived the cancel"
+    assert not is_alive(trainer), "the trainer process outlived the cancel"
     assert time.monotonic() - asked < 15
     final = services.jobs.get(record.id)
     assert final.status is JobStatus.CANCELLED
@@ -108,7 +100,7 @@ def test_job_past_its_time_limit_fails_with_timeout(
     assert final.error and final.error["code"] == "timeout"
     assert "max_runtime_seconds (8 s)" in final.error["message"]
     assert time.monotonic() - started < 40
-    assert multiprocessing.active_children() == []
+    assert trainer_pids() == []
 
 
 def test_out_of_memory_retries_with_half_the_batch(inputs: dict[str, Path], tmp_path: Path) -> None:
