@@ -10,18 +10,15 @@ import TensorFlow (the parent imports it to name the child's target); TensorFlow
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any, Protocol
 
 from service.contract.messages import (
     ChildMessage,
     Failed,
     FinalMessage,
     TrainingFinished,
-    encode,
 )
 from service.contract.request import TrainingRequest
 from service.trainer.errors import TrainerError
@@ -113,35 +110,3 @@ def _send_final(send: Send, message: FinalMessage) -> None:
         send(message)
     except Exception:  # the parent is gone or the pipe broke: nobody is left to tell
         log.exception("the trainer's final message could not be sent")
-
-
-class EventQueue(Protocol):
-    """What run_in_child needs of a multiprocessing queue."""
-
-    def put(self, obj: Any) -> None:
-        """Sends one message."""
-
-
-def run_in_child(request: dict[str, Any], events: EventQueue) -> None:
-    """The previous entry point: ``run_request`` speaking plain dicts on a queue.
-
-    Kept until the worker's child runner calls ``run_request``: progress messages go as
-    ``encode`` writes them, the final one as ``{"type": "result", "outcome": ...}`` or
-    ``{"type": "error", "code", "message", "traceback"}``.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-    def put(message: ChildMessage) -> None:
-        if isinstance(message, TrainingFinished):
-            events.put({"type": "result", "outcome": message.outcome.to_dict()})
-        elif isinstance(message, Failed):
-            events.put({**encode(message), "type": "error"})
-        else:
-            events.put(encode(message))
-
-    try:
-        parsed = TrainingRequest(**request)
-    except Exception as exc:  # not a request at all
-        put(failure(exc))
-        return
-    run_request(parsed, put)

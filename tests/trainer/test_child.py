@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tensorflow as tf
 
 from service.contract.messages import (
     ChildMessage,
@@ -22,8 +21,7 @@ from service.contract.messages import (
     TrainingFinished,
     is_final,
 )
-from service.trainer.child import describe_failure, run_in_child, run_request
-from service.trainer.errors import Incompatible
+from service.trainer.child import describe_failure, run_request
 from tests.trainer.support import Recorder, make_request
 
 pytestmark = pytest.mark.slow
@@ -183,33 +181,6 @@ def test_train_mode_stops_at_the_first_problem_before_training(
     assert not (tmp_path / "out").exists()
 
 
-def test_the_previous_entry_point_speaks_plain_dicts(tmp_path: Path) -> None:
-    events: list[dict[str, Any]] = []
-
-    class Queue:
-        put = staticmethod(events.append)
-
-    request = make_request(tmp_path, _garbage_model(tmp_path), tmp_path)
-    run_in_child(request.to_dict(), Queue())
-    run_in_child({"job_id": "x"}, Queue())  # not a request at all
-
-    assert [event["type"] for event in events] == ["phase", "error", "error"]
-    assert [event["code"] for event in events[1:]] == ["invalid_model", "internal"]
-    assert "TypeError" in events[2]["traceback"]
-
-
-@pytest.mark.parametrize(
-    ("exc", "code"),
-    [
-        (Incompatible("no"), "incompatible"),
-        (MemoryError(), "out_of_memory"),
-        (
-            tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor"),
-            "out_of_memory",
-        ),
-        (RuntimeError("boom"), "internal"),
-    ],
-)
 def test_failures_map_to_job_error_codes(exc: BaseException, code: str) -> None:
     assert describe_failure(exc)[0] == code
 
