@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tensorflow as tf
 
 from service.contract.messages import (
     ChildMessage,
@@ -22,6 +23,7 @@ from service.contract.messages import (
     is_final,
 )
 from service.trainer.child import describe_failure, run_request
+from service.trainer.errors import Incompatible
 from tests.trainer.support import Recorder, make_request
 
 pytestmark = pytest.mark.slow
@@ -181,6 +183,18 @@ def test_train_mode_stops_at_the_first_problem_before_training(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (Incompatible("no"), "incompatible"),
+        (MemoryError(), "out_of_memory"),
+        (
+            tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor"),
+            "out_of_memory",
+        ),
+        (RuntimeError("boom"), "internal"),
+    ],
+)
 def test_failures_map_to_job_error_codes(exc: BaseException, code: str) -> None:
     assert describe_failure(exc)[0] == code
 
