@@ -4,7 +4,7 @@ Backend-neutral: it asks the running Keras backend (TensorFlow, JAX or torch) fo
 so the model-building and ``fit`` code runs unchanged under the JAX backend on an accelerator
 (bench/gpu/). Nothing here imports TensorFlow unless TensorFlow is the backend.
 
-The choices come from measurements, not assumptions (bench/RESULTS.md, FACTS.md):
+The choices come from measurements, not assumptions (bench/RESULTS.md):
 
 - CPU, TensorFlow backend: XLA (``jit_compile=True``) made training 4-14x slower (bench/RESULTS.md
   section 1), so a CPU trains without XLA. Under the JAX backend ``jit_compile=False`` means

@@ -2,7 +2,7 @@
 
 A model file from a client is untrusted input. Keras 3 refuses Lambda layers and foreign classes
 in safe mode, but tf_keras has no safe mode at all: loading a Keras 2 ``.h5`` or SavedModel
-with a Lambda layer runs the Lambda's Python code (FACTS.md). So every model's configuration is
+with a Lambda layer runs the Lambda's Python code. So every model's configuration is
 read here as plain data (JSON from the ``.keras`` zip, the ``.h5`` ``model_config`` attribute,
 the SavedModel's ``keras_metadata.pb``) and refused where it names:
 

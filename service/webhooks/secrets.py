@@ -8,7 +8,7 @@ from typing import Protocol
 class WebhookSecrets(Protocol):
     """Looks up the signing key of a tenant's webhooks.
 
-    Per-tenant secrets (issue 5, auth) plug in by implementing this; until then the
+    Per-tenant secrets plug in by implementing this; until then the
     service-wide secret serves every tenant.
     """
 
