@@ -45,7 +45,8 @@ def paired(
     """Both sides built once in this process, then ``rounds`` alternating fits of each."""
     import keras
 
-    from service.contract.plan import FreezeRule, HeadSettings
+    from schemas import JobSpecSchema
+    from service.contract.plan import FreezeRule, TrainingPlan
     from service.trainer.callbacks import ProgressCallback, tensorboard_callback
     from service.trainer.checkpointing import CheckpointCallback
     from service.trainer.compiling import compile_model
@@ -55,6 +56,18 @@ def paired(
     from service.trainer.model_surgery import build_model
     from service.trainer.reporting import BackgroundReporter
 
+    # The classic recipe's settings, read from a spec as a job reads them (the schema's defaults).
+    plan = TrainingPlan.from_spec(
+        JobSpecSchema().load(
+            {
+                "base_model": {"uri": "s3://bench/base.keras"},
+                "dataset": {"train": "s3://bench/train/"},
+                "output": {"uri": "s3://bench/out/"},
+                "head": {"cut_at": -1, "hidden_units": [128]},
+                "training": {"learning_rate": 1e-4},
+            }
+        )
+    )
     shape = (size, size, 3)
     data = load_image_datasets(
         train_dir,
@@ -69,20 +82,12 @@ def paired(
         load_base_model(base_path, "auto"),
         image_shape=shape,
         preprocessing="rescale",
-        head=HeadSettings(
-            cut_at=-1, pooling="avg", hidden_units=(128,), dropout=0.0, num_classes=None
-        ),
+        head=plan.head,
         num_classes=CLASSES,
         label_mode="categorical",
     )
     Freezer(built).apply(FreezeRule("base" if mode == "head" else "none", None), "freeze")
-    compile_model(
-        built.model,
-        optimizer="adam",
-        learning_rate=1e-4,
-        loss="categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    compile_model(built.model, plan.training, plan.phases[0].learning_rate)
 
     images, labels = digit_arrays(CLASSES, per_class, size)
     x, y = images.astype("float32"), keras.utils.to_categorical(labels, CLASSES)

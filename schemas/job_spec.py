@@ -19,6 +19,15 @@ from schemas.strict import StrictFloat, StrictInteger, StrictSchema
 from service.contract.architectures import ARCHITECTURE_NAMES, ARCHITECTURES, INCLUDE_TOP
 from service.contract.formats import BASE_MODEL_FORMATS, DATASET_FORMATS
 from service.contract.preprocessing import AUTO, PREPROCESSING_NAMES
+from service.contract.recipe import (
+    CONSTANT,
+    EXPONENTIAL,
+    LABEL_SMOOTHING_LOSSES,
+    LR_SCHEDULES,
+    OPTIMIZER_OPTIONS,
+    OPTIMIZERS,
+    optimizers_taking,
+)
 
 MAX_LABELS = 32
 LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.\-/]{0,61}[A-Za-z0-9])?$")
@@ -26,7 +35,6 @@ MAX_LABEL_VALUE = 256
 MAX_EPOCHS = 1000
 MAX_BATCH_SIZE = 4096
 MAX_PHASES = 20
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 PRECISIONS = ("auto", "off", "mixed_float16", "mixed_bfloat16")
 KERAS_NAME = [
@@ -38,6 +46,12 @@ KERAS_NAME = [
 #: In the document's rules that tie fields together: a field absent or null, or set.
 _NULL: dict[str, Any] = {"enum": [None]}
 _SET: dict[str, Any] = {"not": _NULL}
+_POSITIVE: dict[str, Any] = {"minimum": 0, "exclusiveMinimum": True}
+
+
+def _refusing(option: str) -> list[str]:
+    """The optimizers that do not take ``option``."""
+    return [name for name in OPTIMIZERS if option not in OPTIMIZER_OPTIONS[name]]
 
 
 def _defaults(schema: type[Schema]) -> Any:
@@ -255,6 +269,14 @@ class HeadSchema(StrictSchema):
         validate=validate.Range(min=1, max=100_000),
         metadata={"description": "Default null: the number of classes found in the data."},
     )
+    l2 = StrictFloat(
+        load_default=0.0,
+        validate=validate.Range(min=0.0, max=1.0),
+        metadata={
+            "description": "L2 penalty on the kernels of the head's dense layers (hidden and "
+            "output), added to the loss: keras.regularizers.L2(l2). Default 0: none."
+        },
+    )
 
 
 class EarlyStoppingSchema(StrictSchema):
@@ -272,6 +294,14 @@ class EarlyStoppingSchema(StrictSchema):
     )
     restore_best_weights = fields.Boolean(
         load_default=True, metadata={"description": "Default true."}
+    )
+    min_delta = StrictFloat(
+        load_default=0.0,
+        validate=validate.Range(min=0.0, max=1e6),
+        metadata={
+            "description": "The least change of the monitored metric that counts as an "
+            "improvement (Keras EarlyStopping's min_delta). Default 0."
+        },
     )
 
 
@@ -298,8 +328,121 @@ class AugmentationSchema(StrictSchema):
     )
 
 
+class LearningRateScheduleSchema(StrictSchema):
+    """How the learning rate moves within a phase: a linear warmup, then constant or a decay.
+
+    Per phase of S steps per epoch and N epochs, with the phase's learning rate r: the first
+    warmup_epochs x S steps rise linearly from r / (warmup steps) to r; the remaining steps keep
+    r (constant) or decay from r to min_learning_rate (cosine, or exponential), reaching it at
+    the phase's end. Each phase starts its schedule afresh.
+    """
+
+    #: ``_decay_floor``'s rule in the OpenAPI document, as the combinations it refuses (a
+    #: field left out takes its default: constant, 0).
+    OPENAPI_EXTRA: ClassVar[dict[str, Any]] = {
+        "not": {
+            "anyOf": [
+                {
+                    "required": ["min_learning_rate"],
+                    "properties": {"type": {"enum": [CONSTANT]}, "min_learning_rate": _POSITIVE},
+                },
+                {
+                    "required": ["type"],
+                    "properties": {
+                        "type": {"enum": [EXPONENTIAL]},
+                        "min_learning_rate": {"maximum": 0},
+                    },
+                },
+            ]
+        }
+    }
+
+    type = fields.String(
+        load_default=CONSTANT,
+        validate=validate.OneOf(LR_SCHEDULES),
+        metadata={
+            "description": "constant: the phase's learning rate throughout; cosine: half a "
+            "cosine wave from it down to min_learning_rate; exponential: a geometric decay "
+            "from it to min_learning_rate. Default constant."
+        },
+    )
+    warmup_epochs = StrictInteger(
+        load_default=0,
+        validate=validate.Range(min=0, max=MAX_EPOCHS - 1),
+        metadata={
+            "description": "Epochs at the start of each phase over which the rate rises "
+            "linearly from near 0 to the phase's learning rate; fewer than the phase's "
+            "epochs. Default 0: no warmup."
+        },
+    )
+    min_learning_rate = StrictFloat(
+        load_default=0.0,
+        validate=validate.Range(min=0.0, max=10.0),
+        metadata={
+            "description": "With cosine or exponential: the rate reached at the phase's end, "
+            "below the phase's learning rate (above 0 for exponential). Default 0."
+        },
+    )
+
+    @validates_schema
+    def _decay_floor(self, data: dict[str, Any], **kwargs: Any) -> None:
+        kind, floor = data.get("type", CONSTANT), data.get("min_learning_rate", 0.0)
+        if kind == CONSTANT and floor > 0:
+            raise ValidationError(
+                "Only with type cosine or exponential: a constant schedule keeps the phase's "
+                "learning rate. Leave min_learning_rate out, or choose a decaying type.",
+                field_name="min_learning_rate",
+            )
+        if kind == EXPONENTIAL and floor <= 0:
+            raise ValidationError(
+                "An exponential decay needs a rate above 0 to decay to: set min_learning_rate "
+                "(e.g. the learning rate / 100), or use type cosine, which can reach 0.",
+                field_name="min_learning_rate",
+            )
+
+
 class TrainingSchema(StrictSchema):
     """How to train."""
+
+    #: ``_options_fit_optimizer_and_loss``'s rule in the OpenAPI document, as the combinations
+    #: it refuses. An optimizer left out is adam, which takes none of the options.
+    OPENAPI_EXTRA: ClassVar[dict[str, Any]] = {
+        "not": {
+            "anyOf": [
+                *(
+                    {
+                        "required": [option],
+                        "properties": {
+                            option: _SET,
+                            "optimizer": {"enum": _refusing(option)},
+                        },
+                    }
+                    for option in ("weight_decay", "momentum")
+                ),
+                {
+                    "required": ["nesterov"],
+                    "properties": {
+                        "nesterov": {"enum": [True]},
+                        "optimizer": {"enum": _refusing("nesterov")},
+                    },
+                },
+                {
+                    "required": ["nesterov"],
+                    "properties": {
+                        "nesterov": {"enum": [True]},
+                        "momentum": {"anyOf": [_NULL, {"maximum": 0}]},
+                    },
+                },
+                {
+                    "required": ["label_smoothing", "loss"],
+                    "properties": {
+                        "label_smoothing": _POSITIVE,
+                        "loss": {"not": {"enum": list(LABEL_SMOOTHING_LOSSES)}},
+                    },
+                },
+            ]
+        }
+    }
 
     epochs = StrictInteger(
         load_default=10,
@@ -367,6 +510,94 @@ class TrainingSchema(StrictSchema):
             "more, else off (float32). off, mixed_float16 and mixed_bfloat16 force it."
         },
     )
+    lr_schedule = fields.Nested(
+        LearningRateScheduleSchema,
+        load_default=_defaults(LearningRateScheduleSchema),
+        metadata={
+            "description": "The learning rate within each phase (a phase may set its own). "
+            'Default {"type": "constant", "warmup_epochs": 0, "min_learning_rate": 0}.'
+        },
+    )
+    label_smoothing = StrictFloat(
+        load_default=0.0,
+        validate=validate.Range(min=0.0, max=0.5),
+        metadata={
+            "description": "Label smoothing of the loss (0-0.5): targets become "
+            "1 - label_smoothing + label_smoothing / classes and label_smoothing / classes. "
+            f"Only with loss {', '.join(LABEL_SMOOTHING_LOSSES)}. Default 0."
+        },
+    )
+    weight_decay = StrictFloat(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=0.0, max=1.0),
+        metadata={
+            "description": "Decoupled weight decay of the optimizer, only with "
+            f"{' or '.join(optimizers_taking('weight_decay'))}. Default null: the optimizer's "
+            "own (Keras: 0.004 for adamw, none for sgd)."
+        },
+    )
+    momentum = StrictFloat(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=0.0, max=1.0, max_inclusive=False),
+        metadata={
+            "description": "Momentum, only with "
+            f"{' or '.join(optimizers_taking('momentum'))}. Default null: the optimizer's own "
+            "(Keras: 0)."
+        },
+    )
+    nesterov = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "Nesterov momentum, only with "
+            f"{' or '.join(optimizers_taking('nesterov'))} and a momentum above 0. "
+            "Default false."
+        },
+    )
+    clipnorm = StrictFloat(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=0.0, max=1e6, min_inclusive=False),
+        metadata={
+            "description": "Clip each weight's gradient to at most this L2 norm (every "
+            "optimizer). Default null: no clipping."
+        },
+    )
+
+    @validates_schema
+    def _options_fit_optimizer_and_loss(self, data: dict[str, Any], **kwargs: Any) -> None:
+        optimizer = data.get("optimizer", "adam")
+        problems: dict[str, list[str]] = {}
+        taken = OPTIMIZER_OPTIONS.get(optimizer, ())
+        for option, given in (
+            ("weight_decay", data.get("weight_decay") is not None),
+            ("momentum", data.get("momentum") is not None),
+            ("nesterov", bool(data.get("nesterov"))),
+        ):
+            if given and option not in taken:
+                problems[option] = [_optimizer_option_error(option, optimizer)]
+        if data.get("nesterov") and not data.get("momentum") and "nesterov" not in problems:
+            problems["nesterov"] = ["Nesterov momentum needs training.momentum above 0 (e.g. 0.9)."]
+        loss = data.get("loss", "")
+        if data.get("label_smoothing", 0.0) > 0 and loss not in LABEL_SMOOTHING_LOSSES:
+            problems["label_smoothing"] = [
+                f"Only with loss {', '.join(LABEL_SMOOTHING_LOSSES)}; {loss!r} takes none. "
+                "For integer labels use categorical_crossentropy instead of "
+                "sparse_categorical_crossentropy (the service one-hot encodes the labels)."
+            ]
+        if problems:
+            raise ValidationError(problems)
+
+
+def _optimizer_option_error(option: str, optimizer: str) -> str:
+    takers = optimizers_taking(option)
+    hint = " (adamw is Adam with weight decay)" if option == "weight_decay" else ""
+    verb = "does" if len(takers) == 1 else "do"
+    return (
+        f"Optimizer {optimizer!r} takes no {option}; only {' and '.join(takers)} {verb}{hint}. "
+        f"Change training.optimizer or leave training.{option} out."
+    )
 
 
 class PhaseSchema(StrictSchema):
@@ -387,6 +618,15 @@ class PhaseSchema(StrictSchema):
         load_default=None,
         allow_none=True,
         metadata={"description": "Default null: the spec's freeze."},
+    )
+    lr_schedule = fields.Nested(
+        LearningRateScheduleSchema,
+        load_default=None,
+        allow_none=True,
+        metadata={
+            "description": "Default null: training.lr_schedule. Given, it replaces it whole "
+            "for this phase (its fields left out take their own defaults)."
+        },
     )
 
 
@@ -528,3 +768,52 @@ class JobSpecSchema(StrictSchema):
                 f"At most {MAX_EPOCHS} epochs in all phases together; these add up to {total}.",
                 field_name="schedule",
             )
+
+    @validates_schema
+    def _lr_schedules_fit_their_phases(self, data: dict[str, Any], **kwargs: Any) -> None:
+        """Each phase's schedule warms up for fewer epochs than the phase has, and decays to
+        a rate below the phase's learning rate."""
+        training = data.get("training") or {}
+        inherited = training.get("lr_schedule")
+        rate = training.get("learning_rate")
+        phases = data.get("schedule")
+        if phases is None:
+            phases = [{"epochs": training.get("epochs"), "learning_rate": None}]
+        for index, phase in enumerate(phases):
+            own = phase.get("lr_schedule")
+            lr_schedule = own if own is not None else inherited
+            if lr_schedule is None:
+                continue
+            path: list[str | int] = (
+                ["schedule", index, "lr_schedule"]
+                if own is not None
+                else ["training", "lr_schedule"]
+            )
+            which = f"schedule[{index}]" if data.get("schedule") is not None else "the job"
+            phase_rate = phase.get("learning_rate") or rate
+            warmup, epochs = lr_schedule["warmup_epochs"], phase["epochs"]
+            if warmup >= epochs:
+                raise ValidationError(
+                    _at(
+                        [*path, "warmup_epochs"],
+                        f"Must be fewer than the phase's epochs: {which} has {epochs}. Lower "
+                        "warmup_epochs or add epochs.",
+                    )
+                )
+            floor = lr_schedule["min_learning_rate"]
+            if lr_schedule["type"] != CONSTANT and phase_rate is not None and floor >= phase_rate:
+                raise ValidationError(
+                    _at(
+                        [*path, "min_learning_rate"],
+                        f"Must be below the learning rate it decays from: {which} trains at "
+                        f"{phase_rate:g}.",
+                    )
+                )
+
+
+def _at(path: list[str | int], message: str) -> dict[Any, Any]:
+    """``message`` nested under ``path`` as marshmallow reports a field's errors."""
+    node: Any = [message]
+    for part in reversed(path):
+        node = {part: node}
+    return dict(node)

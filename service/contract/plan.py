@@ -18,6 +18,7 @@ from typing import Any, Literal, cast, get_args
 from service.contract.architectures import ARCHITECTURES, INCLUDE_TOP, INCLUDE_TOP_DEFAULT
 from service.contract.errors import SpecKeyMissing
 from service.contract.preprocessing import AUTO, NO_PREPROCESSING
+from service.contract.recipe import CONSTANT
 
 FreezeWord = Literal["none", "base"]
 FreezeKey = Literal["first_n", "until", "pattern"]
@@ -98,6 +99,7 @@ class HeadSettings:
     hidden_units: tuple[int, ...]
     dropout: float
     num_classes: int | None
+    l2: float
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ class EarlyStoppingSettings:
     monitor: str
     patience: int
     restore_best_weights: bool
+    min_delta: float
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,34 @@ class AugmentationSettings:
 
 
 @dataclass(frozen=True)
+class LrScheduleSettings:
+    """Spec ``lr_schedule`` (of ``training`` or of a phase): the learning rate within a phase.
+
+    Attributes:
+        type: ``constant``, ``cosine`` or ``exponential`` (service.contract.recipe).
+        warmup_epochs: Epochs of linear warmup at the phase's start.
+        min_learning_rate: Where cosine and exponential decay to by the phase's end.
+    """
+
+    type: str
+    warmup_epochs: int
+    min_learning_rate: float
+
+    @property
+    def constant(self) -> bool:
+        """Whether the rate never moves: constant, without warmup."""
+        return self.type == CONSTANT and self.warmup_epochs == 0
+
+    def describe(self) -> str:
+        """The schedule in words, for messages: ``cosine to 1e-06 after 1 warmup epoch``."""
+        words = self.type if self.type == CONSTANT else f"{self.type} to {self.min_learning_rate:g}"
+        if self.warmup_epochs:
+            plural = "s" if self.warmup_epochs > 1 else ""
+            words += f" after {self.warmup_epochs} warmup epoch{plural}"
+        return words
+
+
+@dataclass(frozen=True)
 class TrainingSettings:
     """Spec ``training``, less what phases override.
 
@@ -170,6 +201,11 @@ class TrainingSettings:
         class_weight: None, ``"balanced"`` or class name -> weight.
         augmentation: None: no augmentation.
         mixed_precision: ``auto``, ``off``, ``mixed_float16`` or ``mixed_bfloat16``.
+        label_smoothing: Of the loss; 0: none.
+        weight_decay: Of the optimizer; None: the optimizer's own.
+        momentum: Of the optimizer; None: the optimizer's own.
+        nesterov: Nesterov momentum (SGD).
+        clipnorm: Largest gradient norm per weight; None: no clipping.
     """
 
     batch_size: int
@@ -181,6 +217,11 @@ class TrainingSettings:
     class_weight: str | dict[str, float] | None
     augmentation: AugmentationSettings | None
     mixed_precision: str
+    label_smoothing: float
+    weight_decay: float | None
+    momentum: float | None
+    nesterov: bool
+    clipnorm: float | None
 
 
 @dataclass(frozen=True)
@@ -193,6 +234,7 @@ class Phase:
         learning_rate: The optimizer's learning rate in this phase.
         freeze: What is frozen in this phase.
         freeze_field: The spec field the rule came from, for messages.
+        lr_schedule: How the learning rate moves within the phase.
     """
 
     index: int
@@ -200,6 +242,7 @@ class Phase:
     learning_rate: float
     freeze: FreezeRule
     freeze_field: str
+    lr_schedule: LrScheduleSettings
 
 
 @dataclass(frozen=True)
@@ -263,6 +306,7 @@ def _head_settings(raw: _Section) -> HeadSettings:
         hidden_units=tuple(int(units) for units in raw["hidden_units"]),
         dropout=float(raw["dropout"]),
         num_classes=raw["num_classes"],
+        l2=float(raw["l2"]),
     )
 
 
@@ -297,6 +341,23 @@ def _training_settings(raw: _Section) -> TrainingSettings:
         class_weight=dict(class_weight) if isinstance(class_weight, Mapping) else class_weight,
         augmentation=_augmentation(raw.section("augmentation")),
         mixed_precision=str(raw["mixed_precision"]),
+        label_smoothing=float(raw["label_smoothing"]),
+        weight_decay=_optional_float(raw["weight_decay"]),
+        momentum=_optional_float(raw["momentum"]),
+        nesterov=bool(raw["nesterov"]),
+        clipnorm=_optional_float(raw["clipnorm"]),
+    )
+
+
+def _optional_float(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _lr_schedule(raw: _Section) -> LrScheduleSettings:
+    return LrScheduleSettings(
+        type=str(raw["type"]),
+        warmup_epochs=int(raw["warmup_epochs"]),
+        min_learning_rate=float(raw["min_learning_rate"]),
     )
 
 
@@ -307,6 +368,7 @@ def _early_stopping(raw: _Section | None) -> EarlyStoppingSettings | None:
         monitor=str(raw["monitor"]),
         patience=int(raw["patience"]),
         restore_best_weights=bool(raw["restore_best_weights"]),
+        min_delta=float(raw["min_delta"]),
     )
 
 
@@ -322,14 +384,16 @@ def _phases(spec: _Section, training: _Section) -> tuple[Phase, ...]:
     """The schedule's phases; without one, one phase of ``training.epochs`` and ``freeze``."""
     learning_rate = float(training["learning_rate"])
     spec_freeze = FreezeRule.from_spec(spec["freeze"])
+    lr_schedule = _lr_schedule(training.required("lr_schedule"))
     schedule = spec["schedule"]
     if schedule is None:
-        return (Phase(0, int(training["epochs"]), learning_rate, spec_freeze, "freeze"),)
+        epochs = int(training["epochs"])
+        return (Phase(0, epochs, learning_rate, spec_freeze, "freeze", lr_schedule),)
     phases = []
     for index, entry in enumerate(schedule):
         raw = _Section(entry, f"schedule[{index}]")
-        # A phase's null learning_rate or freeze means the spec's own.
-        rate, freeze = raw["learning_rate"], raw["freeze"]
+        # A phase's null learning_rate, freeze or lr_schedule means the spec's own.
+        rate, freeze, own_schedule = raw["learning_rate"], raw["freeze"], raw.section("lr_schedule")
         phases.append(
             Phase(
                 index=index,
@@ -337,6 +401,7 @@ def _phases(spec: _Section, training: _Section) -> tuple[Phase, ...]:
                 learning_rate=learning_rate if rate is None else float(rate),
                 freeze=spec_freeze if freeze is None else FreezeRule.from_spec(freeze),
                 freeze_field="freeze" if freeze is None else raw.where("freeze"),
+                lr_schedule=lr_schedule if own_schedule is None else _lr_schedule(own_schedule),
             )
         )
     return tuple(phases)

@@ -1,20 +1,32 @@
-"""Compiling the model with the spec's optimizer, learning rate, loss and metrics."""
+"""Compiling the model: the spec's optimizer with its options, learning rate, loss, metrics."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Any, TypeAlias
 
 import keras
 
+from service.contract.plan import TrainingSettings
 from service.trainer.devices import compile_settings
 from service.trainer.errors import Incompatible
 
-OPTIMIZERS: dict[str, Callable[[float], keras.optimizers.Optimizer]] = {
-    "adam": lambda lr: keras.optimizers.Adam(learning_rate=lr),
-    "adamw": lambda lr: keras.optimizers.AdamW(learning_rate=lr),
-    "sgd": lambda lr: keras.optimizers.SGD(learning_rate=lr),
-    "rmsprop": lambda lr: keras.optimizers.RMSprop(learning_rate=lr),
+OPTIMIZERS: dict[str, type[keras.optimizers.Optimizer]] = {
+    "adam": keras.optimizers.Adam,
+    "adamw": keras.optimizers.AdamW,
+    "sgd": keras.optimizers.SGD,
+    "rmsprop": keras.optimizers.RMSprop,
 }
+#: The Keras classes of the losses that take label smoothing (the schema allows label smoothing
+#: with service.contract.recipe.LABEL_SMOOTHING_LOSSES, these names).
+SMOOTHABLE_LOSSES: dict[str, type[keras.losses.Loss]] = {
+    "categorical_crossentropy": keras.losses.CategoricalCrossentropy,
+    "binary_crossentropy": keras.losses.BinaryCrossentropy,
+    "categorical_focal_crossentropy": keras.losses.CategoricalFocalCrossentropy,
+    "binary_focal_crossentropy": keras.losses.BinaryFocalCrossentropy,
+}
+#: A phase's rate, or its schedule (schedules.phase_learning_rate).
+LearningRate: TypeAlias = float | keras.optimizers.schedules.LearningRateSchedule
 # Names model.compile understands that keras.metrics.get does not.
 COMPILE_ONLY_METRICS = ("acc", "accuracy", "crossentropy", "ce")
 
@@ -44,35 +56,65 @@ def check_loss_and_metrics(loss: str, metrics: Sequence[str]) -> None:
             ) from exc
 
 
-def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+def optimizer_arguments(training: TrainingSettings) -> dict[str, Any]:
+    """The spec's optimizer options that are set, as keyword arguments of its Keras class.
+
+    An option left null is not passed, so the optimizer keeps Keras's own default (AdamW's
+    weight decay). The schema allowed only the options the optimizer takes.
+    """
+    given = {
+        "weight_decay": training.weight_decay,
+        "momentum": training.momentum,
+        "nesterov": training.nesterov or None,
+        "clipnorm": training.clipnorm,
+    }
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def make_optimizer(
+    training: TrainingSettings, learning_rate: LearningRate
+) -> keras.optimizers.Optimizer:
     """A fresh optimizer (each phase starts with new optimizer state).
+
+    Args:
+        training: The optimizer's name and options.
+        learning_rate: The phase's rate, or its schedule (schedules.phase_learning_rate).
 
     Raises:
         Incompatible: Unknown optimizer name.
     """
     try:
-        return OPTIMIZERS[name](learning_rate)
+        optimizer = OPTIMIZERS[training.optimizer]
     except KeyError:
         raise Incompatible(
-            f"training.optimizer {name!r} is not supported; use one of {', '.join(OPTIMIZERS)}."
+            f"training.optimizer {training.optimizer!r} is not supported; use one of "
+            f"{', '.join(OPTIMIZERS)}."
         ) from None
+    return optimizer(learning_rate=learning_rate, **optimizer_arguments(training))
+
+
+def make_loss(training: TrainingSettings) -> str | keras.losses.Loss:
+    """The loss to compile: its Keras name, or its class where it smooths the labels."""
+    if training.label_smoothing == 0:
+        return training.loss
+    return SMOOTHABLE_LOSSES[training.loss](label_smoothing=training.label_smoothing)
 
 
 def compile_model(
-    model: keras.Model,
-    *,
-    optimizer: str,
-    learning_rate: float,
-    loss: str,
-    metrics: Sequence[str],
+    model: keras.Model, training: TrainingSettings, learning_rate: LearningRate
 ) -> None:
     """Compiles ``model``; call again after every change of what is trainable.
+
+    Args:
+        model: The model to train.
+        training: Optimizer, its options, loss, label smoothing and metrics.
+        learning_rate: The phase's rate, or its schedule.
 
     XLA stays off on CPUs, where it makes training several times slower (devices.py).
     """
     model.compile(
-        optimizer=make_optimizer(optimizer, learning_rate),
-        loss=loss,
-        metrics=list(metrics),
+        optimizer=make_optimizer(training, learning_rate),
+        loss=make_loss(training),
+        metrics=list(training.metrics),
         jit_compile=compile_settings().jit_compile,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -15,11 +16,13 @@ from service.contract.plan import EarlyStoppingSettings, Phase, TrainingPlan
 from service.trainer.callbacks import ProgressCallback
 from service.trainer.checkpointing import CheckpointCallback, ResumeState, restore_optimizer
 from service.trainer.compiling import compile_model
+from service.trainer.effective import effective_settings
 from service.trainer.errors import Incompatible, InvalidDataset, OutOfMemory
 from service.trainer.freezing import Freezer
 from service.trainer.model_surgery import BuiltModel
 from service.trainer.phases import PhaseSummary
 from service.trainer.reporting import BackgroundReporter, Report
+from service.trainer.schedules import phase_learning_rate
 
 
 class TrainingData(Protocol):
@@ -70,14 +73,15 @@ def fit_phases(
 ) -> FitResult:
     """Runs every phase of the plan on ``built.model``.
 
-    Each phase applies its freeze rule, recompiles (fresh optimizer at the phase's learning rate),
-    and fits from the epoch the previous phase ended at. A phase that early stopping ends goes on to
-    the next phase; its best weights are restored first where so configured. ``extra_callbacks``
-    (TensorBoard) run in every phase.
+    Each phase applies its freeze rule, recompiles (fresh optimizer at the phase's learning rate,
+    or its schedule), and fits from the epoch the previous phase ended at. A phase that early
+    stopping ends goes on to the next phase; its best weights are restored first where so
+    configured. ``extra_callbacks`` (TensorBoard) run in every phase.
 
     With ``checkpoint_dir`` a checkpoint is saved after every epoch. With ``resume`` (weights
     already restored) the phases before the checkpoint's only replay their freezing, and its
-    phase continues after its last epoch with the optimizer's saved state.
+    phase continues after its last epoch with the optimizer's saved state (and its step, so the
+    learning-rate schedule goes on where it was).
 
     Raises:
         Incompatible: A freeze rule does not fit the model, or early stopping names an unknown
@@ -122,18 +126,19 @@ def _fit_phases(
         if resume is not None and phase.index < resume.phase_index:
             continue  # finished before the checkpoint: only its freezing is replayed
         reporter.report(summary.info())
+        steps = steps_per_epoch(data, training.batch_size)
         compile_model(
             built.model,
-            optimizer=training.optimizer,
-            learning_rate=phase.learning_rate,
-            loss=training.loss,
-            metrics=training.metrics,
+            training,
+            phase_learning_rate(phase.lr_schedule, phase.learning_rate, phase.epochs, steps),
         )
         phase_start, to_run = epochs_done, phase.epochs
         if resume is not None and phase.index == resume.phase_index:
             restore_optimizer(built.model, resume)
             phase_start = resume.phase_start_epoch
             to_run = phase_start + phase.epochs - epochs_done
+            if not phase.lr_schedule.constant:
+                continue_schedule(built.model.optimizer, epochs_done - phase_start, steps)
         if to_run <= 0:
             continue
         epochs_total = epochs_done + to_run + sum(p.epochs for p in plan.phases[position + 1 :])
@@ -173,10 +178,42 @@ def _fit_phases(
         epochs_done += len(phase_history)
         result.metrics, result.restored_epoch = _final_metrics(phase_history, stopper)
         seconds = round(time.monotonic() - started, 3)
-        result.phases.append(summary.outcome(len(phase_history), seconds, result.restored_epoch))
+        settings = effective_settings(built, training, steps, stopper)
+        result.phases.append(
+            summary.outcome(len(phase_history), seconds, result.restored_epoch, settings)
+        )
     if not result.metrics and result.history:  # resumed after the very last epoch
         result.metrics, _ = _final_metrics(result.history[-1:], None)
     return result
+
+
+def steps_per_epoch(data: TrainingData, batch_size: int) -> int:
+    """Batches in one epoch of ``data.train`` (the optimizer steps a schedule counts).
+
+    Raises:
+        ValueError: A pipeline whose length TensorFlow does not know (a caller's bug: the
+            trainer's pipelines have a known length).
+    """
+    if isinstance(data.train, tuple):
+        return math.ceil(len(data.train[0]) / batch_size)
+    steps = int(data.train.cardinality())
+    if steps < 1:
+        raise ValueError(f"The training pipeline's length is unknown. Received: {steps}")
+    return steps
+
+
+def continue_schedule(
+    optimizer: keras.optimizers.Optimizer, epochs_into_phase: int, steps: int
+) -> None:
+    """Puts a resumed phase's optimizer step where its learning-rate schedule goes on.
+
+    The checkpoint holds the step, taken at an epoch's end; it differs from the epochs done
+    times the steps per epoch only where the batch size changed since (an out-of-memory retry
+    halves it), and the schedule then goes on from the same point of the phase.
+    """
+    step = epochs_into_phase * steps
+    if int(optimizer.iterations) != step:
+        optimizer.iterations.assign(step)
 
 
 def early_stopping_monitor(
@@ -222,6 +259,7 @@ def early_stopping(
     return keras.callbacks.EarlyStopping(
         monitor=monitor,
         patience=settings.patience,
+        min_delta=settings.min_delta,
         restore_best_weights=settings.restore_best_weights,
         verbose=0,
     )

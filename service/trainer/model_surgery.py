@@ -315,18 +315,27 @@ def _head_layers(
             break
         layers.append(
             keras.layers.Dense(
-                hidden, activation="relu", name=_unique(f"head_dense_{index}", taken)
+                hidden,
+                activation="relu",
+                kernel_regularizer=_kernel_regularizer(head.l2),
+                name=_unique(f"head_dense_{index}", taken),
             )
         )
     layers.append(
         keras.layers.Dense(
             units,
             activation="sigmoid" if units == 1 else "softmax",
+            kernel_regularizer=_kernel_regularizer(head.l2),
             dtype="float32",
             name=_unique("predictions", taken),
         )
     )
     return layers
+
+
+def _kernel_regularizer(l2: float) -> keras.regularizers.Regularizer | None:
+    """``head.l2`` as the head's Dense kernels take it: None where it is 0 (no penalty)."""
+    return keras.regularizers.L2(l2) if l2 > 0 else None
 
 
 def _functional(image: keras.KerasTensor, outputs: keras.KerasTensor) -> keras.Model:

@@ -6,6 +6,7 @@ it (``report``), and the training outcome records it with what the phase ran (``
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,18 +45,35 @@ class PhaseSummary:
     def info(self) -> Info:
         """The event a job shows when the phase starts."""
         phase, freezing = self.phase, self.freezing
+        schedule = phase.lr_schedule
+        moving = "" if schedule.constant else f" ({schedule.describe()})"
         return Info(
             f"Phase {phase.index + 1} of {self.phases}: {phase.epochs} epochs at learning rate "
-            f"{phase.learning_rate:g}; freeze {phase.freeze.describe()} froze "
+            f"{phase.learning_rate:g}{moving}; freeze {phase.freeze.describe()} froze "
             f"{len(freezing.frozen_layers)} base layers; {freezing.trainable_weights} weight "
             f"tensors ({freezing.trainable_params} parameters) train.",
-            {"phase_index": phase.index, **self._described()},
+            {
+                "phase_index": phase.index,
+                **self._described(),
+                "lr_schedule": dataclasses.asdict(schedule),
+            },
         )
 
     def outcome(
-        self, epochs_run: int, seconds: float, restored_epoch: int | None
+        self,
+        epochs_run: int,
+        seconds: float,
+        restored_epoch: int | None,
+        settings: dict[str, Any],
     ) -> dict[str, Any]:
-        """The training outcome's entry for the phase, once it ran."""
+        """The training outcome's entry for the phase, once it ran.
+
+        Args:
+            epochs_run: Epochs the phase ran (early stopping may end it sooner).
+            seconds: How long it took.
+            restored_epoch: The epoch whose weights early stopping restored, if any.
+            settings: What it trained with, read back from Keras (effective.effective_settings).
+        """
         return {
             "index": self.phase.index,
             "epochs_planned": self.phase.epochs,
@@ -66,6 +84,8 @@ class PhaseSummary:
             "trainable_weights": self.freezing.trainable_weights,
             "frozen_layers": len(self.freezing.frozen_layers),
             "restored_epoch": restored_epoch,
+            "lr_schedule": dataclasses.asdict(self.phase.lr_schedule),
+            "settings": settings,
         }
 
     def _described(self) -> dict[str, Any]:

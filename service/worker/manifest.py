@@ -27,8 +27,11 @@ def build_manifest(
     ``dataset.validation``) its URI, format and files (key, size, ETag; sha256 for a
     single-object dataset such as an archive or an .npz); the class names in label order; the
     exported model's input (raw 0-255 float32 pixels); the metric history per epoch with its
-    phase; the final metrics; per phase its epochs, learning rate, freeze rule and seconds; the
-    timings of every step; and the versions of TensorFlow, Keras and the service.
+    phase; the final metrics; per phase its epochs, learning rate, freeze rule, seconds,
+    learning-rate schedule and the settings read back from the compiled Keras objects
+    (optimizer and its options, schedule in steps, loss and label smoothing, early stopping,
+    head L2; phases.PhaseSummary.outcome); the timings of every step; and the versions of
+    TensorFlow, Keras and the service.
     """
     formats = {
         "dataset.train": inputs.train_format,

@@ -12,6 +12,7 @@ from marshmallow import Schema, fields
 
 from schemas import JobSpecSchema
 from schemas.strict import StrictFloat, StrictInteger
+from tests.helpers.errors import field_messages
 from tests.helpers.specs import raw_spec
 
 
@@ -168,7 +169,7 @@ def test_every_number_of_the_spec_takes_only_json_numbers() -> None:
 def test_a_string_or_a_fraction_where_a_number_is_due_is_422(
     client: FlaskClient, body: dict[str, Any], path: list[str]
 ) -> None:
-    assert "write a JSON" in _field_messages(client, body, path)[0]
+    assert "write a JSON" in field_messages(client, body, path)[0]
 
 
 def test_json_integers_still_count_as_numbers(client: FlaskClient) -> None:
@@ -192,15 +193,5 @@ def test_json_integers_still_count_as_numbers(client: FlaskClient) -> None:
 def test_an_unknown_field_names_the_close_known_ones(
     client: FlaskClient, body: dict[str, Any], path: list[str], words: str
 ) -> None:
-    messages = _field_messages(client, body, path)
+    messages = field_messages(client, body, path)
     assert messages[0].startswith("Unknown field.") and words in messages[0], messages
-
-
-def _field_messages(client: FlaskClient, body: dict[str, Any], path: list[str]) -> list[str]:
-    """The 422's messages for the field at ``path``."""
-    response = client.post("/v1/jobs", json=body)
-    assert response.status_code == 422, response.json
-    node = response.json["errors"]["json"]
-    for part in path:
-        node = node[part]
-    return list(node)

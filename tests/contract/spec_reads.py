@@ -14,7 +14,15 @@ FULL_SPEC_SECTIONS: dict[str, Any] = {
     "dataset": {"train": "s3://data/digits/train/", "validation": "s3://data/digits/validation/"},
     "head": {},
     "training": {"early_stopping": {}, "augmentation": {}},
-    "schedule": [{"epochs": 1}, {"epochs": 2, "learning_rate": 0.01, "freeze": "base"}],
+    "schedule": [
+        {"epochs": 1},
+        {
+            "epochs": 2,
+            "learning_rate": 0.01,
+            "freeze": "base",
+            "lr_schedule": {"type": "cosine", "warmup_epochs": 1},
+        },
+    ],
     "gate": {"metric": "val_accuracy", "min": 0.5},
     "notify": {"webhook_url": "https://ci.example.com/hooks/finetune"},
 }

@@ -80,5 +80,14 @@ def test_the_plan_reads_the_keys_it_converts() -> None:
         "dataset.preprocessing",
         "training.epochs",
         "base_model.options",
+        "training.lr_schedule.warmup_epochs",
+        "schedule[1].lr_schedule.min_learning_rate",
+        "training.label_smoothing",
+        "training.weight_decay",
+        "training.momentum",
+        "training.nesterov",
+        "training.clipnorm",
+        "training.early_stopping.min_delta",
+        "head.l2",
     ):
         assert expected in keys

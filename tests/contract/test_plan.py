@@ -16,6 +16,7 @@ from service.contract.plan import (
     Gate,
     JobPlan,
     Limits,
+    LrScheduleSettings,
     Phase,
     TrainingPlan,
     with_batch_size,
@@ -24,13 +25,16 @@ from service.contract.plan import (
 from tests.contract.spec_reads import FULL_SPEC_SECTIONS, SPEC_SHAPES, keys_read_by_the_plan
 from tests.helpers.specs import loaded_spec, raw_spec
 
+#: training.lr_schedule as the schema fills it in.
+CONSTANT = LrScheduleSettings("constant", 0, 0.0)
+
 
 def test_one_phase_from_training_and_freeze_without_schedule() -> None:
     plan = TrainingPlan.from_spec(
         loaded_spec(freeze={"first_n": 4}, training={"epochs": 7, "learning_rate": 0.01})
     )
 
-    assert plan.phases == (Phase(0, 7, 0.01, FreezeRule("first_n", 4), "freeze"),)
+    assert plan.phases == (Phase(0, 7, 0.01, FreezeRule("first_n", 4), "freeze", CONSTANT),)
     assert plan.total_epochs == 7
     assert plan.head is None
     assert plan.data.preprocessing == "none"  # auto, for a model file
@@ -49,8 +53,8 @@ def test_schedule_phases_inherit_learning_rate_and_freeze() -> None:
     )
 
     assert plan.phases == (
-        Phase(0, 2, 0.002, FreezeRule("base", None), "freeze"),
-        Phase(1, 3, 1e-5, FreezeRule("until", "bn2"), "schedule[1].freeze"),
+        Phase(0, 2, 0.002, FreezeRule("base", None), "freeze", CONSTANT),
+        Phase(1, 3, 1e-5, FreezeRule("until", "bn2"), "schedule[1].freeze", CONSTANT),
     )
     assert plan.total_epochs == 5
 
@@ -63,7 +67,55 @@ def test_the_schema_defaults_are_what_the_plan_holds() -> None:
     assert plan.head.num_classes is None
     assert (plan.training.batch_size, plan.training.metrics) == (32, ("accuracy",))
     assert plan.training.augmentation is None and plan.training.early_stopping is None
-    assert plan.phases == (Phase(0, 10, 1e-4, FreezeRule("none", None), "freeze"),)
+    assert plan.phases == (Phase(0, 10, 1e-4, FreezeRule("none", None), "freeze", CONSTANT),)
+    assert plan.phases[0].lr_schedule.constant
+    training = plan.training
+    assert (training.label_smoothing, training.weight_decay, training.momentum) == (0.0, None, None)
+    assert (training.nesterov, training.clipnorm, plan.head.l2) == (False, None, 0.0)
+
+
+def test_a_phase_lr_schedule_replaces_the_training_one_whole() -> None:
+    plan = TrainingPlan.from_spec(
+        loaded_spec(
+            training={
+                "learning_rate": 0.01,
+                "lr_schedule": {"type": "cosine", "warmup_epochs": 1, "min_learning_rate": 1e-4},
+            },
+            schedule=[
+                {"epochs": 2},
+                {"epochs": 3, "lr_schedule": {"type": "exponential", "min_learning_rate": 1e-3}},
+            ],
+        )
+    )
+
+    first, second = (phase.lr_schedule for phase in plan.phases)
+    assert first == LrScheduleSettings("cosine", 1, 1e-4)
+    assert second == LrScheduleSettings("exponential", 0, 1e-3)  # no warmup: its own default
+    assert first.describe() == "cosine to 0.0001 after 1 warmup epoch"
+    assert not first.constant and not second.constant
+
+
+def test_the_optimizer_loss_and_head_knobs_reach_the_plan() -> None:
+    plan = TrainingPlan.from_spec(
+        loaded_spec(
+            head={"l2": 1e-3},
+            training={
+                "optimizer": "sgd",
+                "weight_decay": 1e-4,
+                "momentum": 0.9,
+                "nesterov": True,
+                "clipnorm": 1.0,
+                "label_smoothing": 0.1,
+                "early_stopping": {"min_delta": 0.01},
+            },
+        )
+    )
+
+    training = plan.training
+    assert (training.optimizer, training.weight_decay, training.momentum) == ("sgd", 1e-4, 0.9)
+    assert (training.nesterov, training.clipnorm, training.label_smoothing) == (True, 1.0, 0.1)
+    assert training.early_stopping is not None and training.early_stopping.min_delta == 0.01
+    assert plan.head is not None and plan.head.l2 == 1e-3
 
 
 @pytest.mark.parametrize(

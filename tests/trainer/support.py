@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+
+import numpy as np
 
 from service.contract.messages import ChildMessage
 from service.contract.request import TrainingRequest
@@ -51,6 +54,14 @@ def make_request(
         validation_path=None if validation is None else str(validation),
         output_dir=str(tmp_path / "out"),
     )
+
+
+@dataclass
+class InMemoryData:
+    """In-memory arrays, as fit_phases takes them (no tf.data)."""
+
+    train: tuple[np.ndarray, np.ndarray]
+    validation: tuple[np.ndarray, np.ndarray] | None = None
 
 
 M = TypeVar("M")

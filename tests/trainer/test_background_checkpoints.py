@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +24,7 @@ from service.trainer.model_surgery import BuiltModel, build_model
 from service.trainer.reporting import BackgroundReporter
 from tests.helpers.data import digit_images
 from tests.helpers.plans import head_settings
-from tests.trainer.support import Recorder, job_spec
-
-
-@dataclass
-class InMemoryData:
-    """In-memory arrays, as fit_phases takes them (no tf.data)."""
-
-    train: tuple[np.ndarray, np.ndarray]
-    validation: tuple[np.ndarray, np.ndarray] | None = None
+from tests.trainer.support import InMemoryData, Recorder, job_spec
 
 
 def _built(base: Path) -> BuiltModel:
@@ -79,13 +70,8 @@ def test_each_checkpoint_is_reported_complete_before_its_epoch(
     restore_weights(rebuilt.model, state)
     for restored, trained in zip(rebuilt.model.weights, built.model.weights, strict=True):
         np.testing.assert_array_equal(np.asarray(restored), np.asarray(trained))
-    compile_model(
-        rebuilt.model,
-        optimizer="adam",
-        learning_rate=1e-3,
-        loss="categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    plan = TrainingPlan.from_spec(spec)
+    compile_model(rebuilt.model, plan.training, plan.phases[0].learning_rate)
     for layer in rebuilt.base.layers:  # freeze as the checkpoint's phase did
         layer.trainable = False
     restore_optimizer(rebuilt.model, state)
