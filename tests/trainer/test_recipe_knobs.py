@@ -127,6 +127,15 @@ def _fit(
     return result, recorder
 
 
+def _resumed(checkpoint: Path, base: Path, sections: dict[str, Any]) -> RateRecorder:
+    """The phases of ``sections`` resumed from ``checkpoint`` on a model built afresh."""
+    state = load_resume_state(str(checkpoint))
+    built = _built(base, l2=0.001)
+    restore_weights(built.model, state)
+    _, recorder = _fit(built, _data(), job_spec(**sections), resume=state)
+    return recorder
+
+
 @pytest.fixture(scope="module")
 def recipe_run(
     pretrained_keras: Path, tmp_path_factory: pytest.TempPathFactory
@@ -234,11 +243,8 @@ def test_a_resumed_phase_continues_its_schedule_at_the_checkpoints_step(
     recipe_run: tuple[BuiltModel, FitResult, RateRecorder, Path], pretrained_keras: Path
 ) -> None:
     _, _, uninterrupted, checkpoints = recipe_run
-    state = load_resume_state(str(checkpoints / "epoch-00001"))  # one epoch into phase 1
-    built = _built(pretrained_keras, l2=0.001)
-    restore_weights(built.model, state)
 
-    _, resumed = _fit(built, _data(), job_spec(**RECIPE), resume=state)
+    resumed = _resumed(checkpoints / "epoch-00001", pretrained_keras, RECIPE)  # 1 of 3 epochs
 
     steps_per_epoch = math.ceil(IMAGES / BATCH)
     first = [(step, rate) for fit, step, rate in resumed.steps if fit == 0]
@@ -253,12 +259,9 @@ def test_a_resume_at_another_batch_size_goes_on_at_the_same_point_of_the_phase(
     recipe_run: tuple[BuiltModel, FitResult, RateRecorder, Path], pretrained_keras: Path
 ) -> None:
     _, _, _, checkpoints = recipe_run
-    state = load_resume_state(str(checkpoints / "epoch-00002"))  # two epochs into phase 1
-    built = _built(pretrained_keras, l2=0.001)
-    restore_weights(built.model, state)
-    halved = job_spec(**{**RECIPE, "training": {**RECIPE["training"], "batch_size": BATCH // 2}})
+    halved = {**RECIPE, "training": {**RECIPE["training"], "batch_size": BATCH // 2}}
 
-    _, resumed = _fit(built, _data(), halved, resume=state)
+    resumed = _resumed(checkpoints / "epoch-00002", pretrained_keras, halved)  # 2 of 3 epochs
 
     steps_per_epoch = math.ceil(IMAGES / (BATCH // 2))  # 6, as after an out-of-memory retry
     first = [(step, rate) for fit, step, rate in resumed.steps if fit == 0]
