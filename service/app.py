@@ -15,6 +15,7 @@ from flask_smorest import Api
 from schemas import ErrorSchema
 from service import __version__
 from service.api import auth, bodies, docs, errors, health, jobs, metrics
+from service.api.inputs import InputChecks
 from service.api.openapi_extras import SchemaExtrasPlugin, install_converters
 from service.config import Config
 from service.context import Services, build_services
@@ -69,6 +70,7 @@ def create_app(
         app.config.update(test_config)
     app.extensions["finetune"] = services
     app.extensions["finetune_dry_runs"] = DryRunStore(services.jobs.store, services.jobs.prefix)
+    app.extensions["finetune_input_checks"] = InputChecks(services.storage)
     app.extensions["finetune_notifier"] = JobNotifier(services.jobs, config)
     app.extensions["finetune_store_collector"] = StoreCollector(
         services.jobs,

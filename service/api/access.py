@@ -63,7 +63,8 @@ def _values_at(data: Any, path: FieldPath) -> Iterator[tuple[tuple[str | int, ..
             yield (path[0], *place), value
 
 
-def _set_error(errors: dict[Any, Any], place: tuple[str | int, ...], message: str) -> None:
+def set_error(errors: dict[Any, Any], place: tuple[str | int, ...], message: str) -> None:
+    """Add ``message`` under ``place`` in a nested ``errors.json`` mapping."""
     node = errors
     for part in place[:-1]:
         node = node.setdefault(part, {})
@@ -88,7 +89,7 @@ def scheme_errors(spec: dict[str, Any], allow_local: bool) -> dict[Any, Any]:
         except InvalidURI:
             continue  # the schema has already refused it
         if local:
-            _set_error(
+            set_error(
                 errors,
                 place,
                 "file:// storage is not enabled on this service: use s3://bucket/key.",
@@ -107,7 +108,7 @@ def access_errors(spec: dict[str, Any], principal: Principal) -> dict[Any, Any]:
             continue
         prefixes = principal.write if access == "write" else principal.read
         listed = ", ".join(str(prefix) for prefix in prefixes or ()) or "none"
-        _set_error(
+        set_error(
             errors,
             place,
             f"Tenant {principal.tenant!r} may not {access} {uri}. Prefixes it may {access}: "

@@ -23,7 +23,7 @@ from schemas import (
     JobSpecSchema,
     examples,
 )
-from service.api import dry_runs, services
+from service.api import dry_runs, input_checks, services
 from service.api.access import requires_spec_storage
 from service.api.auth import current_principal
 from service.api.errors import RETRY_AFTER_SECONDS
@@ -165,23 +165,40 @@ class Jobs(MethodView):
 
         Where tokens are configured, every input (`base_model.uri`, `dataset.*`) must lie
         under a prefix the caller's tenant may read and `output.uri` under one it may write
-        (403 otherwise). With an `Idempotency-Key` header, repeating the request (same key,
-        same body) returns the job the first one created, with 200, however many replicas
-        answer.
+        (403 otherwise). The base model (or its weights file) and each dataset must be
+        stored where the spec says (422 naming the field otherwise); whether they fit
+        together is the dry run's check (`POST /v1/jobs/validate`). With an `Idempotency-Key`
+        header, repeating the request (same key, same body) returns the job the first one
+        created, with 200, however many replicas answer.
         """
         _check_webhook_address(spec)
         key = request.headers.get("Idempotency-Key")
         if key is None:
+            _check_inputs_stored(spec)
             record, created = services().jobs.create(spec, tenant=_tenant()), True
         else:
             if not 0 < len(key) <= MAX_KEY_LENGTH:
                 abort(400, message=f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} characters.")
             try:
-                record, created = create_once(services().jobs, spec, _tenant(), key)
+                # Checked only for a new key: a repeat returns its job, as the first answer did.
+                record, created = create_once(
+                    services().jobs, spec, _tenant(), key, check_new=_check_inputs_stored
+                )
             except IdempotencyConflict as exc:
                 abort(409, message=f"{exc} Use a new key for a new job.")
         location = url_for("jobs.Job", job_id=record.id)
         return record.public(), 201 if created else 200, {"Location": location}
+
+
+def _check_inputs_stored(spec: dict[str, Any]) -> None:
+    """Abort with 422 where the base model, its weights or a dataset is not stored."""
+    missing = input_checks().missing(JobPlan.from_spec(spec))
+    if missing:
+        abort(
+            422,
+            message="The spec names inputs that are not stored: see errors.",
+            errors={"json": missing},
+        )
 
 
 @blp.route("/validate")

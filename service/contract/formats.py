@@ -7,6 +7,8 @@ what was staged by the same names; the schema validates ``dataset.format`` and
 
 from __future__ import annotations
 
+import re
+
 #: ``dataset.format`` values a spec may give.
 DATASET_FORMATS: tuple[str, ...] = ("auto", "image_folder", "zip", "tar", "npz", "tfrecord")
 #: What a staged dataset holds, as the trainer gets it (archives are unpacked to image folders).
@@ -22,3 +24,12 @@ ARCHIVE_SUFFIXES: dict[str, tuple[str, ...]] = {
     "zip": (".zip",),
     "tar": (".tar", ".tar.gz", ".tgz"),
 }
+#: A dataset URI holding one of these is a glob of TFRecord files (``s3://b/train-*.tfrecord``).
+GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+def glob_folder(pattern: str) -> str:
+    """The folder to list for a glob key: ``data/train-*.tfrecord`` -> ``data/``."""
+    match = GLOB_CHARS.search(pattern)
+    head = pattern[: match.start()] if match else pattern
+    return head[: head.rfind("/") + 1]

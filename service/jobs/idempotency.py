@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from service.jobs.clock import now_iso
@@ -37,9 +38,21 @@ def spec_digest(spec: dict[str, Any]) -> str:
 
 
 def create_once(
-    jobs: JobStore, spec: dict[str, Any], tenant: str, key: str
+    jobs: JobStore,
+    spec: dict[str, Any],
+    tenant: str,
+    key: str,
+    check_new: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[JobRecord, bool]:
     """Create the job for ``key`` or return the one it created before.
+
+    Args:
+        jobs: The job store.
+        spec: The validated spec.
+        tenant: The caller's tenant.
+        key: The Idempotency-Key.
+        check_new: Called with ``spec`` before a key seen for the first time creates a job
+            (what it raises goes to the caller); not for a repeat, which gets its job back.
 
     Returns:
         ``(record, created)``; ``created`` is False for a repeated request.
@@ -50,6 +63,8 @@ def create_once(
     key_digest = hashlib.sha256(f"{tenant}\0{key}".encode()).hexdigest()
     object_key = f"{jobs.prefix}idempotency/{key_digest}.json"
     body_digest = spec_digest(spec)
+    if check_new is not None and not jobs.store.exists(object_key):
+        check_new(spec)
     entry = {"job_id": new_job_id(), "spec_sha256": body_digest, "created_at": now_iso()}
     created = True
     try:

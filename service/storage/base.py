@@ -87,6 +87,21 @@ class ObjectStore(abc.ABC):
             return False
         return True
 
+    def find_any(
+        self, prefix: str, match: Callable[[str], bool] | None = None, limit: int = 10_000
+    ) -> bool | None:
+        """Whether an object below ``prefix`` (whose key ``match`` accepts) is stored.
+
+        Stops at the first one; past ``limit`` keys looked at without one, gives up: None.
+        Folder markers (keys ending in '/') do not count.
+        """
+        for seen, info in enumerate(self.list(prefix)):
+            if seen >= limit:
+                return None
+            if not info.key.endswith("/") and (match is None or match(info.key)):
+                return True
+        return False
+
     def download_prefix(
         self, prefix: str, dest_dir: Path, max_workers: int = 8
     ) -> builtins.list[ObjectInfo]:

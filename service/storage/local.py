@@ -127,11 +127,7 @@ class LocalObjectStore(ObjectStore):
 
     def list(self, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
         """Objects whose key starts with ``prefix``, in ascending key order (UTF-8, as S3)."""
-        parts = PurePosixPath(prefix).parts
-        if prefix.startswith("/") or ".." in parts:
-            raise InvalidKey(f"A prefix must be a relative path without '..'. Received: {prefix!r}")
-        # Walk only the deepest directory the prefix names, then filter on the rest.
-        directory = self.root.joinpath(*(parts if prefix.endswith("/") else parts[:-1]))
+        directory = self._directory_of(prefix)
         keys: list[str] = []
         for dirpath, dirnames, filenames in os.walk(directory):
             here = Path(dirpath)
@@ -151,9 +147,42 @@ class LocalObjectStore(ObjectStore):
                 continue  # deleted since the walk
             yield ObjectInfo(key=key, size=stat.st_size, etag=etag)
 
+    def _directory_of(self, prefix: str) -> Path:
+        """The deepest directory ``prefix`` names: walk it, then filter on the rest."""
+        parts = PurePosixPath(prefix).parts
+        if prefix.startswith("/") or ".." in parts:
+            raise InvalidKey(f"A prefix must be a relative path without '..'. Received: {prefix!r}")
+        return self.root.joinpath(*(parts if prefix.endswith("/") else parts[:-1]))
+
     def exists(self, key: str) -> bool:
         """Whether an object is stored at ``key``."""
         return self._path(key).is_file()
+
+    def find_any(
+        self, prefix: str, match: Callable[[str], bool] | None = None, limit: int = 10_000
+    ) -> bool | None:
+        """Whether a file below ``prefix`` (whose key ``match`` accepts) is stored.
+
+        Walks lazily and stops at the first one (``list`` walks the whole tree and sorts it:
+        ``file:///`` would walk the disk); past ``limit`` files without one, gives up: None.
+        """
+        directory = self._directory_of(prefix)
+        seen = 0
+        for dirpath, dirnames, filenames in os.walk(directory):
+            here = Path(dirpath)
+            dirnames[:] = [name for name in dirnames if here / name != self.lock_dir]
+            for name in filenames:
+                if seen >= limit:
+                    return None
+                seen += 1
+                key = (here / name).relative_to(self.root).as_posix()
+                if (
+                    not name.startswith(TEMP_PREFIX)
+                    and key.startswith(prefix)
+                    and (match is None or match(key))
+                ):
+                    return True
+        return False
 
     def download_file(self, key: str, path: Path) -> None:
         """Copy an object to a local file through a temporary file in the same directory.

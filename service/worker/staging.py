@@ -17,7 +17,6 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import logging
-import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from service.contract.formats import NPZ_SUFFIX, TFRECORD_SUFFIXES
+from service.contract.formats import GLOB_CHARS, NPZ_SUFFIX, TFRECORD_SUFFIXES, glob_folder
 from service.contract.plan import JobPlan
 from service.storage.base import ObjectInfo, ObjectStore, local_path_for
 from service.storage.errors import NoSuchKey, StorageError, StorageUnavailable
@@ -44,8 +43,6 @@ from service.worker.archives import (
 from service.worker.errors import JobFailure
 
 log = logging.getLogger(__name__)
-
-GLOB_CHARS = re.compile(r"[*?\[]")
 
 
 @dataclass
@@ -310,8 +307,7 @@ class Stager:
                 f"a glob ({uri}) selects TFRecord files; dataset.format {declared!r} does not "
                 "fit. Set dataset.format to 'auto' or 'tfrecord'.",
             )
-        head = pattern[: GLOB_CHARS.search(pattern).start()]  # type: ignore[union-attr]
-        folder = head[: head.rfind("/") + 1]
+        folder = glob_folder(pattern)
         infos = [
             info
             for info in store.list(folder)

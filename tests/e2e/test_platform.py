@@ -292,6 +292,12 @@ def test_exit_codes_for_failed_and_gate_failed_jobs(
 ) -> None:
     missing = platform.spec("out-missing", base_model={"uri": f"file://{platform.root}/no.keras"})
     run = platform.cli("submit", str(platform.write_spec("missing.yaml", missing)), "--wait")
+    assert run.returncode == 2, run.stderr  # refused at submit: nothing queued
+    assert "base_model.uri: no file at" in run.stderr
+
+    (platform.root / "broken.keras").write_bytes(b"not a model")
+    broken = platform.spec("out-broken", base_model={"uri": f"file://{platform.root}/broken.keras"})
+    run = platform.cli("submit", str(platform.write_spec("broken.yaml", broken)), "--wait")
     assert run.returncode == 1, run.stderr
     assert "failed (invalid_model)" in run.stdout
 

@@ -217,8 +217,9 @@ def test_many_submits_through_two_apis_and_two_workers(
     for name in ("wa", "wb"):
         stack.worker(name)
     count = 200
-    # Fast jobs: the base model is missing, so each is claimed, staged, failed and recorded.
-    spec = stack.spec(base_model={"uri": "s3://res-models/missing/model.keras"})
+    # Fast jobs: dataset.format says npz but train is a folder, so each is claimed, refused
+    # while staging (before any trainer), failed and recorded.
+    spec = stack.spec(dataset={"format": "npz"})
     state = S3ObjectStore(stack.s3, stack.state_bucket)
     versions: dict[str, list[int]] = {}
     stop_sampling = threading.Event()

@@ -165,6 +165,8 @@ def test_no_secret_reaches_a_log_an_event_a_record_or_the_manifest(
     scenario = prepare(tmp_path / "local")
     S3ObjectStore(s3, "sec-models").upload_file(scenario.base_model, "team-a/base/model.keras")
     S3ObjectStore(s3, "sec-data").upload_dir(scenario.train_dir, "team-a/digits/")
+    # Stored (submit checks that), but no model: the job fails in the trainer.
+    S3ObjectStore(s3, "sec-models").put("team-a/broken.keras", b"not a model")
     env, tokens = _auth_env(
         tmp_path,
         moto_server,
@@ -196,7 +198,7 @@ def test_no_secret_reaches_a_log_an_event_a_record_or_the_manifest(
         }
         job = client.submit(spec)
         failing = client.submit(
-            {**spec, "base_model": {"uri": "s3://sec-models/team-a/missing.keras"}}
+            {**spec, "base_model": {"uri": "s3://sec-models/team-a/broken.keras"}}
         )
         # Requests that carry secrets where a careless log would keep them.
         requests.get(f"{base}/v1/jobs?token={tokens['team-a']}", timeout=10)
