@@ -5,13 +5,26 @@ from __future__ import annotations
 import abc
 import builtins
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
 
 from service.storage.errors import NoSuchKey, StorageError
+
+
+def first_match(
+    keys: Iterable[str], match: Callable[[str], bool] | None, limit: int
+) -> bool | None:
+    """True at the first key ``match`` accepts (folder markers never), False after the last,
+    None once ``limit`` keys went by without one."""
+    for seen, key in enumerate(keys):
+        if seen >= limit:
+            return None
+        if not key.endswith("/") and (match is None or match(key)):
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -95,12 +108,7 @@ class ObjectStore(abc.ABC):
         Stops at the first one; past ``limit`` keys looked at without one, gives up: None.
         Folder markers (keys ending in '/') do not count.
         """
-        for seen, info in enumerate(self.list(prefix)):
-            if seen >= limit:
-                return None
-            if not info.key.endswith("/") and (match is None or match(info.key)):
-                return True
-        return False
+        return first_match((info.key for info in self.list(prefix)), match, limit)
 
     def download_prefix(
         self, prefix: str, dest_dir: Path, max_workers: int = 8

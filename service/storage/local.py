@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from service.storage.base import ObjectInfo, ObjectStore, StoredObject
+from service.storage.base import ObjectInfo, ObjectStore, StoredObject, first_match
 from service.storage.errors import InvalidKey, NoSuchKey, PreconditionFailed, StorageError
 
 #: Every temporary file starts with this; listings skip them and keys may not use it.
@@ -166,23 +166,17 @@ class LocalObjectStore(ObjectStore):
         Walks lazily and stops at the first one (``list`` walks the whole tree and sorts it:
         ``file:///`` would walk the disk); past ``limit`` files without one, gives up: None.
         """
-        directory = self._directory_of(prefix)
-        seen = 0
-        for dirpath, dirnames, filenames in os.walk(directory):
+        return first_match(self._walk_keys(prefix), match, limit)
+
+    def _walk_keys(self, prefix: str) -> Iterator[str]:
+        """Keys below ``prefix`` as the walk meets them (unsorted), temporary files left out."""
+        for dirpath, dirnames, filenames in os.walk(self._directory_of(prefix)):
             here = Path(dirpath)
             dirnames[:] = [name for name in dirnames if here / name != self.lock_dir]
             for name in filenames:
-                if seen >= limit:
-                    return None
-                seen += 1
                 key = (here / name).relative_to(self.root).as_posix()
-                if (
-                    not name.startswith(TEMP_PREFIX)
-                    and key.startswith(prefix)
-                    and (match is None or match(key))
-                ):
-                    return True
-        return False
+                if not name.startswith(TEMP_PREFIX) and key.startswith(prefix):
+                    yield key
 
     def download_file(self, key: str, path: Path) -> None:
         """Copy an object to a local file through a temporary file in the same directory.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -19,7 +19,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from service.storage.base import ObjectInfo, ObjectStore, StoredObject
+from service.storage.base import ObjectInfo, ObjectStore, StoredObject, first_match
 from service.storage.errors import (
     ConditionalWritesUnsupported,
     NoSuchBucket,
@@ -54,6 +54,8 @@ _CONNECTION_ERRORS = (BotoConnectionError, HTTPClientError)
 #: Parts in flight per managed transfer; make_s3_client's pool has room for several transfers.
 _DEFAULT_TRANSFER_CONFIG = TransferConfig(max_concurrency=8)
 _CHUNK = 1 << 20
+#: Keys per listing request of find_any: its usual answer is the first key.
+_FIND_PAGE_SIZE = 50
 
 
 class S3ObjectStore(ObjectStore):
@@ -146,6 +148,24 @@ class S3ObjectStore(ObjectStore):
                     yield ObjectInfo(
                         key=entry["Key"], size=entry["Size"], etag=_strip_etag(entry["ETag"])
                     )
+        except (ClientError, BotoCoreError) as exc:
+            self._raise(exc, "list", prefix)
+
+    def find_any(
+        self, prefix: str, match: Callable[[str], bool] | None = None, limit: int = 10_000
+    ) -> bool | None:
+        """Whether an object below ``prefix`` (whose key ``match`` accepts) is stored.
+
+        Lists in small pages, so that the usual answer (the first key) is one short request
+        rather than a page of a thousand keys; past ``limit`` keys without one: None.
+        """
+        paginator = self.client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(
+            Bucket=self.bucket, Prefix=prefix, PaginationConfig={"PageSize": _FIND_PAGE_SIZE}
+        )
+        keys = (entry["Key"] for page in pages for entry in page.get("Contents", []))
+        try:
+            return first_match(keys, match, limit)
         except (ClientError, BotoCoreError) as exc:
             self._raise(exc, "list", prefix)
 

@@ -17,7 +17,6 @@ from service.app import create_app
 from service.config import Config
 from service.contract.plan import JobPlan
 from service.storage import Storage, make_s3_client
-from service.storage.local import LocalObjectStore
 from tests.conftest import S3Client
 from tests.helpers.net import free_port
 from tests.helpers.processes import gunicorn_api
@@ -129,17 +128,6 @@ def test_root_of_the_disk_is_answered_without_walking_it(local_app: Flask) -> No
     spec = _spec("file:///", "file:///*.no-such-suffix-anywhere")
     response = local_app.test_client().post("/v1/jobs", json=spec)
     assert response.status_code == 201, response.get_json()
-
-
-def test_find_any_gives_up_past_its_limit(tmp_path: Path) -> None:
-    for index in range(5):
-        (tmp_path / "d" / f"{index}.txt").parent.mkdir(exist_ok=True)
-        (tmp_path / "d" / f"{index}.txt").write_bytes(b"x")
-    store = LocalObjectStore(tmp_path)
-    assert store.find_any("d/") is True
-    assert store.find_any("d/", lambda key: key.endswith(".png"), limit=3) is None
-    assert store.find_any("d/", lambda key: key.endswith(".png")) is False
-    assert store.find_any("e/") is False
 
 
 def test_on_s3_a_missing_key_or_bucket_is_422(

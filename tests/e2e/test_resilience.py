@@ -275,7 +275,7 @@ def _check_all_jobs_once(
     assert sorted(listed) == sorted(created)  # no job lost
     for job_id in created:
         job = clients[0].job(job_id)
-        assert job["status"] == "failed" and job["error"]["code"] == "invalid_model"
+        assert job["status"] == "failed" and job["error"]["code"] == "invalid_dataset"
         assert job["attempt"] == 1  # none ran twice
         claims = _events(stack, job_id, "claimed")
         assert len(claims) == 1

@@ -115,3 +115,14 @@ def test_list_in_utf8_key_order_with_prefix_and_start_after(store: ObjectStore) 
     assert [info.key for info in store.list("a")] == ["a-c", "a/a/z", "a/b", "a/z", "a/é", "a0"]
     assert [info.key for info in store.list(start_after="a0")] == ["b"]
     assert list(store.list("nothing/")) == []
+
+
+def test_find_any_stops_at_the_first_match_and_gives_up_past_its_limit(store: ObjectStore) -> None:
+    for index in range(60):  # more than one listing page of find_any on S3
+        store.put(f"d/{index:03d}.txt", b"x")
+    store.put("d/zz.png", b"x")
+    assert store.find_any("d/") is True
+    assert store.find_any("d/", lambda key: key.endswith(".png")) is True
+    assert store.find_any("d/", lambda key: key.endswith(".png"), limit=10) is None
+    assert store.find_any("d/", lambda key: key.endswith(".jpg")) is False
+    assert store.find_any("e/") is False
