@@ -16,10 +16,20 @@ from tests.helpers.auth import tenant_prefixes, write_auth_file
 @pytest.fixture
 def app(tmp_path: Path) -> Flask:
     """The real app factory, with job state in a temporary directory."""
+    return _app(tmp_path, allow_local_storage=False)
+
+
+@pytest.fixture
+def local_app(tmp_path: Path) -> Flask:
+    """The app with ``file://`` URIs allowed in specs (the embedded default's setting)."""
+    return _app(tmp_path, allow_local_storage=True)
+
+
+def _app(tmp_path: Path, allow_local_storage: bool) -> Flask:
     config = Config(
         state_uri=f"file://{tmp_path / 'state'}",
         work_dir=tmp_path / "work",
-        allow_local_storage=False,
+        allow_local_storage=allow_local_storage,
     )
     return create_app(config)
 

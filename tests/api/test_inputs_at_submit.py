@@ -23,17 +23,6 @@ from tests.helpers.processes import gunicorn_api
 
 
 @pytest.fixture
-def local_app(tmp_path: Path) -> Flask:
-    """The app with file:// URIs allowed (the embedded default's setting)."""
-    config = Config(
-        state_uri=f"file://{tmp_path / 'state'}",
-        work_dir=tmp_path / "work",
-        allow_local_storage=True,
-    )
-    return create_app(config)
-
-
-@pytest.fixture
 def inputs(tmp_path: Path) -> Path:
     """A model file, a SavedModel folder, an image folder, a TFRecord file and an empty folder."""
     root = tmp_path / "inputs"
