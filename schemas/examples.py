@@ -23,6 +23,8 @@ JOB_SPEC_EXAMPLE: dict[str, Any] = {
         "learning_rate": 0.0001,
         "early_stopping": {"monitor": "val_loss", "patience": 3},
         "seed": 1234,
+        "lr_schedule": {"type": "cosine", "warmup_epochs": 1, "min_learning_rate": 0.000001},
+        "label_smoothing": 0.1,
     },
     "schedule": [
         {"epochs": 3, "learning_rate": 0.001, "freeze": "base"},
