@@ -12,6 +12,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
+from stat import S_ISREG
 from typing import BinaryIO
 
 from service.storage.base import ObjectInfo, ObjectStore, StoredObject, first_match
@@ -140,11 +141,16 @@ class LocalObjectStore(ObjectStore):
                     keys.append(key)
         keys.sort(key=lambda key: key.encode("utf-8"))
         for key in keys:
+            path = self.root / key
             try:
-                stat = (self.root / key).stat()
-                etag = self._cached_etag(self.root / key, stat)
+                stat = path.lstat()
+                if not S_ISREG(stat.st_mode):
+                    continue  # links, sockets, devices: not objects this store wrote
+                etag = self._cached_etag(path, stat)
             except FileNotFoundError:
                 continue  # deleted since the walk
+            except OSError as exc:
+                raise StorageError(f"{key} cannot be read: {exc.strerror or exc}.") from exc
             yield ObjectInfo(key=key, size=stat.st_size, etag=etag)
 
     def _directory_of(self, prefix: str) -> Path:

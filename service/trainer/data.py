@@ -479,7 +479,9 @@ def _tfrecord_dataset(examples: Examples) -> tf.data.Dataset:
         return example["image"], example["label"]
 
     records = tf.data.TFRecordDataset(list(examples.shards)).enumerate()
-    return records.filter(keep).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    # A filter hides the length from TensorFlow; the positions state it (schedules count steps).
+    kept = records.filter(keep).apply(tf.data.experimental.assert_cardinality(len(examples)))
+    return kept.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _match_channels(image: tf.Tensor, channels: int) -> tf.Tensor:

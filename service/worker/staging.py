@@ -199,13 +199,20 @@ class Stager:
         store, key = self._storage.open(uri)
         try:
             if key.endswith("/") or key == "":
-                infos = store.download_prefix(key, dest / "saved_model")
-                if not infos:
+                # Checked before anything is downloaded: a prefix that is not a SavedModel
+                # folder may hold any amount of anything.
+                if not store.exists(f"{key}saved_model.pb"):
+                    found = store.find_any(key)
                     raise _invalid_model(
                         "base_model.uri",
-                        f"nothing is stored under {uri}. "
-                        "Point it at a .keras or .h5 file or a SavedModel folder.",
+                        (
+                            f"{uri} holds no saved_model.pb, so it is not a SavedModel folder. "
+                            if found is not False
+                            else f"nothing is stored under {uri}. "
+                        )
+                        + "Point it at a .keras or .h5 file or a SavedModel folder.",
                     )
+                store.download_prefix(key, dest / "saved_model")
                 return dest / "saved_model"
             local = dest / PurePosixPath(key).name
             dest.mkdir(parents=True, exist_ok=True)

@@ -176,6 +176,18 @@ def test_missing_data_and_model_are_field_errors(
     )
 
 
+def test_a_folder_that_is_not_a_saved_model_is_refused_before_any_download(
+    client: FlaskClient, inputs: dict[str, Path]
+) -> None:
+    """A prefix without saved_model.pb is refused at once, the filesystem's root included
+    (listing / would read /proc: it once gave a 500 after ten seconds)."""
+    for uri in ("file:///", f"file://{inputs['train']}/"):
+        message = _errors(
+            client.post("/v1/jobs/validate", json=_spec(inputs, base_model={"uri": uri}))
+        )
+        assert "holds no saved_model.pb" in message["base_model"]["uri"][0], message
+
+
 def test_spec_errors_come_first_without_touching_storage(client: FlaskClient) -> None:
     response = client.post(
         "/v1/jobs/validate",

@@ -77,6 +77,34 @@ def _names_missing_inputs(body: Any, storage: Storage) -> bool:
     return bool(InputChecks(storage).missing(JobPlan.from_spec(spec)))
 
 
+# Fields whose refusal can come from a rule joining several fields: a schedule's floor below the
+# phase's learning rate and its warm-up shorter than the phase, an optimizer's own options, label
+# smoothing only with a loss that takes it.
+RULES_ACROSS_FIELDS = frozenset(
+    {
+        "min_learning_rate",
+        "warmup_epochs",
+        "weight_decay",
+        "momentum",
+        "nesterov",
+        "label_smoothing",
+    }
+)
+
+
+def _broken_rules(body: Any) -> set[str]:
+    """The names of the fields the schema refuses in ``body`` (innermost names)."""
+    if not isinstance(body, dict):
+        return set()
+
+    def leaves(errors: Any, name: str) -> set[str]:
+        if isinstance(errors, dict):
+            return set().union(*(leaves(value, str(key)) for key, value in errors.items()))
+        return {name}
+
+    return leaves(JobSpecSchema().validate(body), "")
+
+
 def _beyond_the_document(case: Any, cursors: set[str], storage: Storage) -> bool:
     """Whether the request breaks a rule that OpenAPI 3.0 cannot express.
 
@@ -85,12 +113,15 @@ def _beyond_the_document(case: Any, cursors: set[str], storage: Storage) -> bool
     the epochs of all phases together have a maximum; the option names base_model.options
     takes depend on the architecture (the document lists them in words); and the dry run's
     whole point is to refuse, with a 422, a spec whose model or data do not exist or do not fit,
-    as POST /v1/jobs refuses one whose inputs are not stored (drawn paths mostly are not).
+    as POST /v1/jobs refuses one whose inputs are not stored (drawn paths mostly are not); and
+    some recipe fields are refused by rules that join fields (RULES_ACROSS_FIELDS).
     (base_model's one-source rule is in the document: drawn specs keep it.)
     """
     if case.operation.label == "POST /v1/jobs/validate":
         return True
     if case.operation.label == "POST /v1/jobs" and _names_missing_inputs(case.body, storage):
+        return True
+    if _broken_rules(case.body) and _broken_rules(case.body) <= RULES_ACROSS_FIELDS:
         return True
     if (case.query or {}).get("cursor") not in (None, *cursors):
         return True
