@@ -37,6 +37,7 @@ MAX_BATCH_SIZE = 4096
 MAX_PHASES = 20
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 PRECISIONS = ("auto", "off", "mixed_float16", "mixed_bfloat16")
+FEATURE_CACHE_MODES = ("auto", "off")
 KERAS_NAME = [
     validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", error="Must be a Keras name."),
     validate.Length(min=1, max=64),
@@ -508,6 +509,19 @@ class TrainingSchema(StrictSchema):
         metadata={
             "description": "Default auto: mixed_float16 on a GPU of compute capability 7 or "
             "more, else off (float32). off, mixed_float16 and mixed_bfloat16 force it."
+        },
+    )
+    feature_cache = fields.String(
+        load_default="auto",
+        validate=validate.OneOf(FEATURE_CACHE_MODES),
+        metadata={
+            "description": "Default auto: where a phase trains only layers after a frozen "
+            "prefix (frozen layers, BatchNormalization in inference mode, nothing random) that "
+            "holds most of the model's cost, and no augmentation runs, the prefix's outputs are "
+            "computed once for the training and validation images and the phase trains the "
+            "rest of the model on them (the same weights and metrics, faster); the job's events "
+            "say where the cache was cut, how big it is and where it is kept. off: every phase "
+            "runs the whole model on the images every epoch."
         },
     )
     lr_schedule = fields.Nested(

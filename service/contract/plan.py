@@ -206,6 +206,7 @@ class TrainingSettings:
         momentum: Of the optimizer; None: the optimizer's own.
         nesterov: Nesterov momentum (SGD).
         clipnorm: Largest gradient norm per weight; None: no clipping.
+        feature_cache: ``auto`` (compute a frozen prefix once where it pays) or ``off``.
     """
 
     batch_size: int
@@ -222,6 +223,7 @@ class TrainingSettings:
     momentum: float | None
     nesterov: bool
     clipnorm: float | None
+    feature_cache: str
 
 
 @dataclass(frozen=True)
@@ -346,6 +348,7 @@ def _training_settings(raw: _Section) -> TrainingSettings:
         momentum=_optional_float(raw["momentum"]),
         nesterov=bool(raw["nesterov"]),
         clipnorm=_optional_float(raw["clipnorm"]),
+        feature_cache=str(raw["feature_cache"]),
     )
 
 

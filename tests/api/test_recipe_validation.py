@@ -35,6 +35,7 @@ def test_the_knobs_default_to_the_recipe_of_before(client: FlaskClient) -> None:
     assert (training["momentum"], training["nesterov"], training["clipnorm"]) == (None, False, None)
     assert training["early_stopping"]["min_delta"] == 0.0
     assert spec["head"]["l2"] == 0.0
+    assert training["feature_cache"] == "auto"
 
 
 def test_a_spec_with_every_knob_is_accepted(
@@ -50,6 +51,7 @@ def test_a_spec_with_every_knob_is_accepted(
             "nesterov": True,
             "clipnorm": 1.0,
             "label_smoothing": 0.1,
+            "feature_cache": "off",
             "lr_schedule": {"type": "cosine", "warmup_epochs": 1, "min_learning_rate": 1e-5},
             "early_stopping": {"min_delta": 0.001},
         },
@@ -99,6 +101,7 @@ def test_a_spec_with_every_knob_is_accepted(
         ({"weight_decay": -1.0, "optimizer": "adamw"}, "weight_decay", "greater than or equal"),
         ({"momentum": 1.0, "optimizer": "sgd"}, "momentum", "less than 1"),
         ({"clipnorm": 0}, "clipnorm", "greater than 0"),
+        ({"feature_cache": "on"}, "feature_cache", "Must be one of: auto, off"),
     ],
     ids=[
         "weight-decay-adam",
@@ -113,6 +116,7 @@ def test_a_spec_with_every_knob_is_accepted(
         "weight-decay-negative",
         "momentum-one",
         "clipnorm-zero",
+        "feature-cache-unknown",
     ],
 )
 def test_a_bad_optimizer_or_loss_knob_is_422_naming_it(

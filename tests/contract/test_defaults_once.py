@@ -89,5 +89,6 @@ def test_the_plan_reads_the_keys_it_converts() -> None:
         "training.clipnorm",
         "training.early_stopping.min_delta",
         "head.l2",
+        "training.feature_cache",
     ):
         assert expected in keys
