@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from service.storage.s3 import S3ObjectStore
+from service.worker.child_runner import CHILD_MODULE
 from tests.e2e.scenario import prepare
 from tests.helpers.auth import write_auth_file
 from tests.helpers.moto_server import MotoServer
@@ -143,12 +144,12 @@ def _children(pid: int) -> Iterator[int]:
 
 
 def _trainer_environments(worker_pid: int) -> list[bytes]:
-    """The environment blocks of the worker's spawned children (trainer, resource tracker)."""
+    """The environment blocks of the worker's trainer children (``python -m service.trainer``)."""
     found = []
     for child in _children(worker_pid):
         try:
             cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-            if b"multiprocessing" in cmdline:
+            if CHILD_MODULE.encode() in cmdline.split(b"\0"):
                 found.append(Path(f"/proc/{child}/environ").read_bytes())
         except OSError:
             continue  # exited meanwhile
