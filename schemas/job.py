@@ -18,6 +18,7 @@ ERROR_CODES = (
     "timeout",
     "gate_failed",
     "out_of_memory",
+    "output_exists",
     "cancelled",
     "attempts_exhausted",
     "internal",

@@ -653,6 +653,16 @@ class OutputSchema(StrictSchema):
         required=True,
         metadata={"description": "A prefix ending with '/'."},
     )
+    overwrite = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "Default false: a job never replaces a model already published "
+            "under uri (its manifest.json, model.keras or saved_model/). Refused at submit "
+            "(422 on output.uri) where the model is there already, failed with error code "
+            "output_exists where it appears later or another job claimed the prefix first. "
+            "true: the job replaces what is there."
+        },
+    )
 
 
 class GateSchema(StrictSchema):

@@ -1,4 +1,5 @@
-"""Cheap checks at submit that a spec's inputs are there: the base model, its weights, the data.
+"""Cheap checks at submit that a spec's inputs are there: the base model, its weights, the data;
+and that its output prefix does not hold a published model it may not replace.
 
 A job whose base model path has a typo would otherwise queue, wait for a worker, and only then
 fail. Each input costs one HEAD or the first page of one listing. Only a definite absence is
@@ -22,6 +23,7 @@ from service.api.access import set_error
 from service.contract.formats import GLOB_CHARS, glob_folder
 from service.contract.plan import JobPlan
 from service.contract.uri import InvalidURI
+from service.jobs.outputs import published_model, taken_message
 from service.storage import Storage
 from service.storage.base import ObjectStore
 from service.storage.errors import NoSuchBucket, StorageError
@@ -90,6 +92,24 @@ class InputChecks:
             else:
                 self._remember(uri)
         return errors
+
+    def taken_output(self, plan: JobPlan) -> dict[Any, Any]:
+        """``errors.json`` naming ``output.uri`` where a model is published there already and
+        ``output.overwrite`` is false; empty otherwise, and where storage cannot tell (the
+        worker checks again, and claims the prefix, before it publishes)."""
+        if plan.output_overwrite:
+            return {}
+        uri = plan.output_uri
+        try:
+            store, prefix = self._storage.open(uri)
+            found = published_model(store, prefix)
+        except (StorageError, InvalidURI) as exc:
+            log.debug("cannot check %s at submit (%s); the worker will", uri, exc)
+            return {}
+        if found is None:
+            return {}
+        why = f"already holds a published model ({found})"
+        return {"output": {"uri": [taken_message(uri, why)]}}
 
     def _remembered(self, uri: str) -> bool:
         with self._lock:

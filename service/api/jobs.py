@@ -166,7 +166,9 @@ class Jobs(MethodView):
         Where tokens are configured, every input (`base_model.uri`, `dataset.*`) must lie
         under a prefix the caller's tenant may read and `output.uri` under one it may write
         (403 otherwise). The base model (or its weights file) and each dataset must be
-        stored where the spec says (422 naming the field otherwise); whether they fit
+        stored where the spec says (422 naming the field otherwise), and `output.uri` must
+        not hold a published model unless `output.overwrite` is true (422 on `output.uri`;
+        a model that appears there later fails the job with `output_exists`); whether they fit
         together is the dry run's check (`POST /v1/jobs/validate`). With an `Idempotency-Key`
         header, repeating the request (same key, same body) returns the job the first one
         created, with 200, however many replicas answer.
@@ -191,13 +193,22 @@ class Jobs(MethodView):
 
 
 def _check_inputs_stored(spec: dict[str, Any]) -> None:
-    """Abort with 422 where the base model, its weights or a dataset is not stored."""
-    missing = input_checks().missing(JobPlan.from_spec(spec))
+    """Abort with 422 where the base model, its weights or a dataset is not stored, or where
+    ``output.uri`` holds a published model that ``output.overwrite`` does not let it replace."""
+    plan = JobPlan.from_spec(spec)
+    missing = input_checks().missing(plan)
     if missing:
         abort(
             422,
             message="The spec names inputs that are not stored: see errors.",
             errors={"json": missing},
+        )
+    taken = input_checks().taken_output(plan)
+    if taken:
+        abort(
+            422,
+            message="output.uri already holds a published model: see errors.",
+            errors={"json": taken},
         )
 
 

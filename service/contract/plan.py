@@ -472,6 +472,7 @@ class JobPlan:
         base_model: Where the base model is.
         dataset: Where the data is.
         output_uri: The prefix the results go under (``output.uri``).
+        output_overwrite: Whether a model already published there may be replaced.
         gate: The bar the final metric must clear, or None.
         limits: Run time and attempts.
         webhook_url: ``notify.webhook_url``, or None.
@@ -483,6 +484,7 @@ class JobPlan:
     base_model: BaseModelSource
     dataset: DatasetSource
     output_uri: str
+    output_overwrite: bool
     gate: Gate | None
     limits: Limits
     webhook_url: str | None
@@ -498,6 +500,7 @@ class JobPlan:
         raw = _Section(spec)
         base, dataset = raw.required("base_model"), raw.required("dataset")
         gate, limits, notify = raw.section("gate"), raw.required("limits"), raw.section("notify")
+        output = raw.required("output")
         return cls(
             name=raw["name"],
             labels=dict(raw["labels"]),
@@ -507,7 +510,8 @@ class JobPlan:
                 validation=dataset["validation"],
                 format=str(dataset["format"]),
             ),
-            output_uri=str(raw.required("output")["uri"]),
+            output_uri=str(output["uri"]),
+            output_overwrite=bool(output["overwrite"]),
             gate=None if gate is None else Gate(gate["metric"], gate["min"], gate["max"]),
             limits=Limits(
                 max_runtime_seconds=int(limits["max_runtime_seconds"]),

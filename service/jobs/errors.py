@@ -51,3 +51,7 @@ class DryRunTimedOut(JobError):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"Dry run {run_id} did not finish in time.")
         self.run_id = run_id
+
+
+class OutputTaken(JobError):
+    """The output prefix holds a published model, or another job claimed it first."""

@@ -122,8 +122,8 @@ class LocalObjectStore(ObjectStore):
         with self._locked(key):
             try:
                 path.unlink()
-            except (FileNotFoundError, NotADirectoryError):
-                return
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                return  # a directory is no object: the key names a folder, not an object
             _fsync_directory(path.parent)
 
     def list(self, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:

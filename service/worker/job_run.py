@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,8 @@ from service.contract.uri import parse_uri
 from service.jobs import JobRecord, JobStore
 from service.jobs.checkpoints import CheckpointStore
 from service.jobs.clock import parse, utcnow
+from service.jobs.errors import OutputTaken
+from service.jobs.outputs import CLAIM_FILE, OutputClaims
 from service.storage.errors import StorageError
 from service.worker.child_runner import TrainerPool, run_training
 from service.worker.errors import JobAbandoned, JobCancelled, JobFailure, JobInterrupted
@@ -261,7 +263,8 @@ class JobRun:
             outcome.keras_file,
             *(name.rstrip("/") for name in visuals.values()),
         ]
-        self.published = [*names, MANIFEST_FILE]
+        self._claim_output(str(output), names)
+        self.published = [CLAIM_FILE, *names, MANIFEST_FILE]
         self.stager.upload_outputs(str(output), outputs_dir, names)
         uris.update({field: str(output.child(name)) for field, name in visuals.items()})
         timings["uploading"] = round(time.monotonic() - upload_started, 3)
@@ -274,6 +277,26 @@ class JobRun:
             "history": outcome.history,
             "class_names": outcome.class_names,
         }
+
+    def _claim_output(self, output_uri: str, names: list[str]) -> None:
+        """Claim ``output.uri`` before writing there (OutputClaims); with overwrite, first
+        remove the manifest and the files this publish replaces, so that no manifest ever
+        describes a mix of two jobs' files."""
+        store, prefix = self.stager.open_output(output_uri)
+        overwrite = self.plan.output_overwrite
+        claims = OutputClaims(self.jobs)
+        try:
+            self.stager.during_publish(
+                partial(claims.claim, store, prefix, output_uri, self.record.id, overwrite),
+                f"claim {output_uri}",
+            )
+        except OutputTaken as exc:
+            raise JobFailure("output_exists", str(exc), field="output.uri") from exc
+        if overwrite:
+            self.stager.during_publish(
+                partial(self.stager.remove_outputs, output_uri, [MANIFEST_FILE, *names]),
+                f"remove the model published under {output_uri} (output.overwrite)",
+            )
 
     def remove_partial_outputs(self) -> None:
         """Delete what a publish that did not finish wrote (manifest first: it marks success)."""

@@ -406,6 +406,17 @@ class Stager:
                 store.delete(info.key)
             store.delete(prefix + name)
 
+    def open_output(self, output_uri: str) -> tuple[ObjectStore, str]:
+        """The store and key prefix of ``output_uri`` (for the publish claim)."""
+        return self._storage.open(output_uri)
+
+    def during_publish(self, write: Callable[[], object], what: str) -> None:
+        """Run one storage call of the publish, through outages; JobFailure(storage) after."""
+        try:
+            self._through_outages(write)
+        except StorageError as exc:
+            raise JobFailure("storage", f"Could not {what}: {exc}.") from exc
+
     def put_bytes(self, uri: str, data: bytes) -> None:
         """Write one small object (the manifest)."""
         store, key = self._storage.open(uri)

@@ -99,6 +99,13 @@ def test_delete_is_idempotent(store: ObjectStore) -> None:
     store.put_if_absent("k", b"again")  # a deleted key can be created anew
 
 
+def test_deleting_a_folders_name_deletes_nothing(store: ObjectStore) -> None:
+    # ``saved_model`` names a folder of objects, no object: nothing to delete, no error.
+    store.put("out/saved_model/saved_model.pb", b"graph")
+    store.delete("out/saved_model")
+    assert store.get("out/saved_model/saved_model.pb").data == b"graph"
+
+
 def test_list_in_utf8_key_order_with_prefix_and_start_after(store: ObjectStore) -> None:
     # '-' (0x2d) < '/' (0x2f) < '0' (0x30): plain key order, not a directory walk's order.
     keys = ["a/b", "a-c", "a0", "a/a/z", "b", "a/é", "a/z"]
