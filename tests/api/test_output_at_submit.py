@@ -66,4 +66,6 @@ def test_on_s3_a_saved_model_folder_is_a_published_model(
     message = _output_error(client.post("/v1/jobs", json=_spec(root, f"{root}v1/")))
     assert "(saved_model/)" in message
     assert client.post("/v1/jobs", json=_spec(root, f"{root}v2/")).status_code == 201
-    assert client.post("/v1/jobs", json=_spec(root, f"{root}v1/", overwrite=True)).status_code == 201
+    assert (
+        client.post("/v1/jobs", json=_spec(root, f"{root}v1/", overwrite=True)).status_code == 201
+    )
