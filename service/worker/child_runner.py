@@ -42,9 +42,12 @@ from service.contract.messages import (
     from_line,
 )
 from service.contract.request import TrainingOutcome, TrainingRequest
+from service.worker.child_stderr import StderrFilter, dropped_lines, machine_has_nvidia_device
 from service.worker.errors import JobFailure
 
 log = logging.getLogger(__name__)
+
+_DROPPED_STDERR_LINES = dropped_lines(machine_has_nvidia_device())
 
 #: The trainer child's module (run with ``python -m``); the worker never imports it.
 CHILD_MODULE = "service.trainer"
@@ -109,10 +112,14 @@ class TrainerProcess:
             [sys.executable, "-m", CHILD_MODULE, str(os.getpid())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             env=child_environment(os.environ),
             close_fds=True,
         )
-        assert self.process.stdout is not None
+        assert self.process.stdout is not None and self.process.stderr is not None
+        self.stderr = StderrFilter(
+            self.process.stderr, sys.stderr.buffer, _DROPPED_STDERR_LINES, name
+        )
         self._reader = threading.Thread(
             target=self._read, args=(self.process.stdout,), name=f"{name}-reader", daemon=True
         )
@@ -158,7 +165,13 @@ class TrainerProcess:
         finally:
             self.close()
         if isinstance(final, Failed):
-            log.error("%s failed in the trainer: %s\n%s", self.name, final.message, final.traceback)
+            if final.code == "internal":
+                log.error(
+                    "%s failed in the trainer: %s\n%s", self.name, final.message, final.traceback
+                )
+            else:  # the job's own inputs or a named fault: the message says it all
+                log.info("%s ended with %s: %s", self.name, final.code, final.message)
+                log.debug("%s: where it was raised\n%s", self.name, final.traceback)
             raise JobFailure(final.code, final.message, field=final.field)
         return final
 
@@ -197,6 +210,7 @@ class TrainerProcess:
                 self.process.kill()
                 self.process.wait()
         self._reader.join(_STOP_GRACE_SECONDS)
+        self.stderr.join(_STOP_GRACE_SECONDS)
 
     def _read(self, stdout: IO[bytes]) -> None:
         with stdout:
