@@ -704,6 +704,23 @@ class LimitsSchema(StrictSchema):
     )
 
 
+class ResourcesSchema(StrictSchema):
+    """What one job uses of one worker's machine."""
+
+    gpus = StrictInteger(
+        load_default=1,
+        validate=validate.Range(min=1),
+        metadata={
+            "description": "Default 1. Accelerators of one machine the job trains on, data "
+            "parallel (TensorFlow's MirroredStrategy): each step's batch of "
+            "training.batch_size images is split across them. Only a worker holding at least "
+            "this many devices claims the job; a job no running worker can hold stays queued, "
+            "with an event saying what it waits for. The service's maximum "
+            "(FINETUNE_MAX_GPUS_PER_JOB, default 8) is a 422 above it."
+        },
+    )
+
+
 class NotifySchema(StrictSchema):
     """Who to tell when the job reaches a final status."""
 
@@ -771,6 +788,7 @@ class JobSpecSchema(StrictSchema):
         metadata={"description": "Default null: no gate."},
     )
     limits = fields.Nested(LimitsSchema, load_default=_defaults(LimitsSchema))
+    resources = fields.Nested(ResourcesSchema, load_default=_defaults(ResourcesSchema))
     notify = fields.Nested(
         NotifySchema,
         load_default=None,

@@ -239,6 +239,20 @@ class Config:
         default=None,
         shown="a quarter of the machine's memory",
     )
+    max_gpus_per_job: int = setting(
+        "FINETUNE_MAX_GPUS_PER_JOB",
+        integer(unit="devices"),
+        "API: the most `resources.gpus` a job may ask for (a `422` above it)",
+        default=8,
+    )
+    logical_devices: int | None = setting(
+        "FINETUNE_LOGICAL_DEVICES",
+        integer(unit="devices"),
+        "worker on a machine without accelerators (tests, CI): its trainer splits the CPU into "
+        "this many logical devices and offers them as that many devices (`resources.gpus`)",
+        default=None,
+        shown="unset: one CPU device",
+    )
     # No device here can be made to run out of memory on demand, and the worker's retry with
     # half the batch must be tested through the real child process: unset in deployments.
     fault_oom_above_batch: int | None = setting(

@@ -95,6 +95,27 @@ def _check_webhook_address(spec: dict[str, Any]) -> None:
         )
 
 
+def _check_resources(spec: dict[str, Any]) -> None:
+    """422 for a job asking for more devices than the service lets one job use."""
+    gpus = JobPlan.from_spec(spec).training_plan.resources.gpus
+    most = services().config.max_gpus_per_job
+    if gpus > most:
+        abort(
+            422,
+            message="The request has invalid fields: see errors.",
+            errors={
+                "json": {
+                    "resources": {
+                        "gpus": [
+                            f"At most {most} devices per job on this service; ask for "
+                            f"{most} or fewer."
+                        ]
+                    }
+                }
+            },
+        )
+
+
 def _get_or_404(job_id: str) -> dict[str, Any]:
     try:
         return services().jobs.get(job_id, _tenant()).public()
@@ -174,6 +195,7 @@ class Jobs(MethodView):
         created, with 200, however many replicas answer.
         """
         _check_webhook_address(spec)
+        _check_resources(spec)
         key = request.headers.get("Idempotency-Key")
         if key is None:
             _check_inputs_stored(spec)
@@ -244,6 +266,7 @@ class JobValidate(MethodView):
         is a 422 naming its field. No GPU time is spent: the model is only opened.
         """
         _check_webhook_address(spec)
+        _check_resources(spec)
         timeout = services().config.dry_run_timeout_seconds
         try:
             result = dry_runs().run(spec, timeout)

@@ -248,6 +248,17 @@ class Phase:
 
 
 @dataclass(frozen=True)
+class Resources:
+    """Spec ``resources``: what one job uses of one worker's machine.
+
+    Attributes:
+        gpus: Devices of one machine the job trains on, data parallel (1: no distribution).
+    """
+
+    gpus: int
+
+
+@dataclass(frozen=True)
 class TrainingPlan:
     """Everything the trainer reads from a job spec.
 
@@ -259,6 +270,7 @@ class TrainingPlan:
         head: The new head, or None to keep the model's own output.
         training: Optimizer, loss, metrics, batch size, early stopping, seed.
         phases: At least one phase; one from ``training`` and ``freeze`` when no schedule.
+        resources: The devices the job trains on.
     """
 
     base_model_format: str
@@ -267,6 +279,7 @@ class TrainingPlan:
     head: HeadSettings | None
     training: TrainingSettings
     phases: tuple[Phase, ...]
+    resources: Resources
 
     @property
     def total_epochs(self) -> int:
@@ -298,6 +311,7 @@ class TrainingPlan:
             head=None if head is None else _head_settings(head),
             training=_training_settings(training),
             phases=_phases(spec, training),
+            resources=Resources(gpus=int(spec.required("resources")["gpus"])),
         )
 
 

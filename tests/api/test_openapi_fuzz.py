@@ -13,6 +13,7 @@ test drives its Hypothesis strategies itself.)
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,6 +64,8 @@ def fuzz_target(tmp_path: Path) -> Iterator[tuple[Flask, str]]:
         auth_file=tmp_path / "auth.json",
         # A private webhook address is a deployment rule, not a rule of the document.
         webhook_allow_private=True,
+        # So is the most devices one job may ask for.
+        max_gpus_per_job=sys.maxsize,
     )
     with running_worker(build_services(config), jobs=False):
         yield create_app(config), tokens["fuzz"]

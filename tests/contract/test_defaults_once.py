@@ -90,5 +90,6 @@ def test_the_plan_reads_the_keys_it_converts() -> None:
         "training.early_stopping.min_delta",
         "head.l2",
         "training.feature_cache",
+        "resources.gpus",
     ):
         assert expected in keys

@@ -73,6 +73,7 @@ def test_the_schema_defaults_are_what_the_plan_holds() -> None:
     assert (training.label_smoothing, training.weight_decay, training.momentum) == (0.0, None, None)
     assert (training.nesterov, training.clipnorm, plan.head.l2) == (False, None, 0.0)
     assert training.feature_cache == "auto"
+    assert plan.resources.gpus == 1
 
 
 def test_a_phase_lr_schedule_replaces_the_training_one_whole() -> None:

@@ -1,0 +1,78 @@
+"""``resources.gpus`` through the real API: its default, its floor, and the service's maximum."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+
+from service.app import create_app
+from service.config import Config
+from tests.helpers.errors import field_messages
+from tests.helpers.specs import raw_spec
+
+
+def test_a_job_uses_one_device_unless_it_asks_for_more(client: FlaskClient) -> None:
+    response = client.post("/v1/jobs", json=raw_spec())
+
+    assert response.status_code == 201, response.json
+    assert response.json["spec"]["resources"] == {"gpus": 1}
+
+
+def test_a_job_may_ask_for_several_devices(client: FlaskClient) -> None:
+    response = client.post("/v1/jobs", json=raw_spec(resources={"gpus": 8}))
+
+    assert response.status_code == 201, response.json
+    assert response.json["spec"]["resources"] == {"gpus": 8}
+
+
+@pytest.mark.parametrize(
+    ("gpus", "expected"),
+    [
+        (0, "Must be greater than or equal to 1."),
+        ("2", "write a JSON integer"),
+        (2.5, "write a JSON integer"),
+    ],
+)
+def test_a_bad_device_count_is_a_422_naming_the_field(
+    client: FlaskClient, gpus: object, expected: str
+) -> None:
+    messages = field_messages(client, raw_spec(resources={"gpus": gpus}), ["resources", "gpus"])
+
+    assert any(expected in message for message in messages), messages
+
+
+def test_more_devices_than_the_service_allows_is_a_422_saying_the_maximum(
+    client: FlaskClient,
+) -> None:
+    for path in ("/v1/jobs", "/v1/jobs/validate"):
+        response = client.post(path, json=raw_spec(resources={"gpus": 9}))
+
+        assert response.status_code == 422, response.json
+        (message,) = response.json["errors"]["json"]["resources"]["gpus"]
+        assert "At most 8 devices per job" in message
+
+
+def test_the_maximum_is_a_setting(tmp_path: Path) -> None:
+    config = Config.from_env(
+        {
+            "FINETUNE_STATE_URI": f"file://{tmp_path / 'state'}",
+            "FINETUNE_WORK_DIR": str(tmp_path / "work"),
+            "FINETUNE_MAX_GPUS_PER_JOB": "2",
+        }
+    )
+    client = create_app(config).test_client()
+
+    assert client.post("/v1/jobs", json=raw_spec(resources={"gpus": 2})).status_code == 201
+    messages = field_messages(client, raw_spec(resources={"gpus": 3}), ["resources", "gpus"])
+    assert messages == ["At most 2 devices per job on this service; ask for 2 or fewer."]
+
+
+def test_the_openapi_document_shows_the_field(client: FlaskClient) -> None:
+    components = client.get("/openapi.json").json["components"]["schemas"]
+
+    gpus = components["Resources"]["properties"]["gpus"]
+    assert (gpus["default"], gpus["minimum"]) == (1, 1)
+    assert "MirroredStrategy" in gpus["description"]
+    assert components["JobSpec"]["properties"]["resources"]["$ref"].endswith("/Resources")
