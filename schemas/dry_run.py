@@ -45,7 +45,14 @@ class ModelReportSchema(Schema):
         metadata={"enum": ["keras", "h5", "saved_model", "weights_legacy", "weights_keras3"]},
     )
     written_by = fields.String(metadata={"description": "Keras version stored in the file."})
-    reader = fields.String(metadata={"description": "keras, or tf_keras for Keras 2 files."})
+    reader = fields.String(metadata={"description": "keras (Keras 3, safe mode) for every file."})
+    ignored = fields.List(
+        fields.String(),
+        metadata={
+            "description": "What a SavedModel folder holds besides the layers and their weights "
+            "(graph functions, resources, assets): ignored, never run."
+        },
+    )
     input_shape = fields.List(fields.Integer(allow_none=True), allow_none=True)
     output_shape = fields.List(fields.List(fields.Integer(allow_none=True)), allow_none=True)
     layer_count = fields.Integer(required=True)

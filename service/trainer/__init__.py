@@ -19,7 +19,9 @@ Modules, in the order a run uses them:
   describe what was found, train nothing.
 - ``model_safety``: the model file's stored configuration checked before anything loads it.
 - ``loading``: the base model file, detected and loaded (Keras 3 safe mode; Keras 2 files
-  through tf_keras or Keras 3's legacy reader) as a Keras 3 model.
+  through Keras 3's legacy reader) as a Keras 3 model.
+- ``legacy_saved_model``: a Keras 2 SavedModel folder rebuilt as data (configuration and
+  checkpoint tensors, never TensorFlow's SavedModel loader) into a Keras 2 ``.h5``.
 - ``precision``: the mixed-precision policy, and the base rebuilt under it.
 - ``sources``: the examples of an image folder, an ``.npz`` or TFRecord files.
 - ``data``: examples as tf.data pipelines of raw pixels; class weights; augmentation.

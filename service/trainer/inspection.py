@@ -114,6 +114,7 @@ def _describe_model(loaded: LoadedModel) -> dict[str, Any]:
         "format": loaded.file_format,
         "written_by": loaded.written_by,
         "reader": loaded.reader,
+        "ignored": list(loaded.ignored),
         "input_shape": list(model.inputs[0].shape) if model.inputs else None,
         "output_shape": [list(o.shape) for o in model.outputs] if model.outputs else None,
         "layer_count": len(model.layers),

@@ -6,9 +6,11 @@ Every format is checked first by model_safety (the stored configuration, read as
 - ``.h5`` written by Keras 2 (tf_keras): Keras 3's own reader for legacy ``.h5`` files, in safe
   mode, on a copy whose configuration is translated where Keras 2 and 3 differ (LEGACY_FIXES;
   e.g. Keras 2's DepthwiseConv2D stores ``groups``, which Keras 3 rejects).
-- a SavedModel folder written by Keras 2 (``model.save("folder/")``): only tf_keras reads it
-  (Keras 3 refuses legacy SavedModels). tf_keras loads it (after the check: tf_keras has no safe
-  mode) and writes it as a Keras 2 ``.h5`` in scratch, which then takes the path above.
+- a SavedModel folder written by Keras 2 (``model.save("folder/")``): never loaded, since
+  TensorFlow's SavedModel loader runs the graph functions stored in the folder. legacy_saved_model
+  rebuilds it as data (the configuration from ``keras_metadata.pb``, the variables from the
+  checkpoint as plain tensors) into a Keras 2 ``.h5`` in scratch, which then takes the path
+  above; everything else in the folder is ignored and named in ``LoadedModel.ignored``.
 
 The result is always a Keras 3 model, so the rest of the trainer has one code path, and the job's
 output (``model.keras``) can be the base model of the next job.
@@ -20,7 +22,6 @@ import json
 import os
 import shutil
 import tempfile
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from typing import Any
 import keras
 
 from service.trainer.errors import InvalidModel
+from service.trainer.legacy_saved_model import rebuild_as_h5
 from service.trainer.model_safety import check_model_file
 
 ZIP_SIGNATURE = b"PK\x03\x04"
@@ -44,10 +46,12 @@ class LoadedModel:
         model: The model, as a Keras 3 model.
         file_format: ``keras``, ``h5`` or ``saved_model``.
         written_by: The Keras version that wrote the file where it says (``"2.21.0"``), else "".
-        reader: What read it: ``keras`` or ``tf_keras`` (+ Keras 3 for the conversion).
+        reader: What read it: ``keras`` (Keras 3, in safe mode).
         architecture: For a named architecture (service.trainer.architectures): its name,
             options, the weights file's layout and sha256, layers and weights loaded, and a
             digest of the loaded weights; None for a model file.
+        ignored: What the file holds that was neither used nor run (a SavedModel folder's
+            graph functions, resources, assets), as short phrases; empty for other formats.
     """
 
     model: keras.Model
@@ -55,6 +59,7 @@ class LoadedModel:
     written_by: str = ""
     reader: str = "keras"
     architecture: dict[str, Any] | None = None
+    ignored: tuple[str, ...] = ()
 
 
 def detect_format(path: str | os.PathLike[str], declared: str = "auto") -> str:
@@ -127,9 +132,11 @@ def open_base_model(path: str | os.PathLike[str], declared_format: str = "auto")
     with tempfile.TemporaryDirectory(prefix="base-model-") as scratch:
         if file_format == "saved_model":
             h5 = Path(scratch) / "from-saved-model.h5"
-            written_by = _saved_model_to_h5(path, h5)
+            rebuilt = rebuild_as_h5(path, h5)
             model = _load_h5(h5, Path(scratch), path.name)
-            loaded = LoadedModel(model, file_format, written_by, "tf_keras")
+            loaded = LoadedModel(
+                model, file_format, rebuilt.keras_version, "keras", ignored=rebuilt.ignored
+            )
         elif file_format == "h5":
             loaded = LoadedModel(
                 _load_h5(path, Path(scratch), path.name), file_format, _h5_keras_version(path)
@@ -190,36 +197,6 @@ def _h5_keras_version(path: Path) -> str:
     with h5py.File(path, "r") as handle:
         raw = handle.attrs.get("keras_version", b"")
     return raw.decode() if isinstance(raw, bytes) else str(raw)
-
-
-def _saved_model_to_h5(folder: Path, h5: Path) -> str:
-    """tf_keras loads a Keras 2 SavedModel (already checked) and writes it as ``.h5``."""
-    try:
-        import tf_keras
-    except ImportError as exc:  # an installation problem, not the user's
-        raise RuntimeError("tf_keras is needed to read Keras 2 SavedModels") from exc
-    try:
-        model = tf_keras.models.load_model(str(folder), compile=False)
-    except Exception as exc:
-        raise InvalidModel(
-            "base_model.uri: could not read the SavedModel folder as a Keras 2 model: "
-            f"{_short_reason(exc)} {SAVE_ADVICE}"
-        ) from exc
-    if not isinstance(model, tf_keras.Model) or not getattr(model, "_is_graph_network", False):
-        raise InvalidModel(
-            "base_model.uri: the SavedModel holds a subclassed Keras 2 model, whose layers the "
-            "service cannot rewire. Save a functional or Sequential model. " + SAVE_ADVICE
-        )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "HDF5 is legacy": it is only a step here
-            model.save(str(h5), save_format="h5")
-    except Exception as exc:
-        raise InvalidModel(
-            "base_model.uri: the Keras 2 SavedModel could not be converted for training: "
-            f"{_short_reason(exc)} {SAVE_ADVICE}"
-        ) from exc
-    return f"tf_keras {tf_keras.__version__}"
 
 
 def _drop_groups(config: dict[str, Any]) -> None:

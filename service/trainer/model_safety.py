@@ -23,6 +23,7 @@ import os
 import re
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +158,25 @@ def _h5_config(path: Path) -> Any:
     return _json(str(raw), "the .h5 file's model_config")
 
 
-def _saved_model_configs(path: Path) -> Iterator[Any]:
+@dataclass(frozen=True)
+class MetadataEntry:
+    """One entry of a SavedModel's ``keras_metadata.pb``.
+
+    Attributes:
+        path: Where the object sits in the object graph (``root``, ``root.layer_with_weights-0``).
+        metadata: The entry's JSON (a layer's name, class and configuration).
+    """
+
+    path: str
+    metadata: Any
+
+
+def saved_model_entries(path: Path) -> list[MetadataEntry]:
+    """The entries of a SavedModel folder's ``keras_metadata.pb``, read as data.
+
+    Raises:
+        InvalidModel: The file is missing, implausibly large, damaged or lists nothing.
+    """
     metadata = path / "keras_metadata.pb"
     if not metadata.is_file():
         raise InvalidModel(
@@ -169,26 +188,39 @@ def _saved_model_configs(path: Path) -> Iterator[Any]:
     if len(data) > MAX_CONFIG_BYTES:
         raise InvalidModel(f"{FIELD}: the SavedModel's keras_metadata.pb is implausibly large.")
     try:
-        nodes = list(_metadata_strings(data))
-    except ValueError as exc:
+        nodes = list(_metadata_entries(data))
+    except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidModel(
             f"{FIELD}: the SavedModel's keras_metadata.pb is damaged ({exc}); save the model again."
         ) from exc
     if not nodes:
         raise InvalidModel(f"{FIELD}: the SavedModel's keras_metadata.pb describes no layers.")
-    for text in nodes:
-        yield _json(text, "a layer description in keras_metadata.pb")
+    return [
+        MetadataEntry(node_path, _json(text, "a layer description in keras_metadata.pb"))
+        for node_path, text in nodes
+    ]
+
+
+def _saved_model_configs(path: Path) -> Iterator[Any]:
+    for entry in saved_model_entries(path):
+        yield entry.metadata
 
 
 # keras_metadata.pb is a SavedMetadata protocol buffer: field 1 repeats SavedObject messages,
-# whose field 5 is the layer's metadata as a JSON string. Reading the wire format by hand keeps
-# TensorFlow (and its protobuf classes) out of this module.
-def _metadata_strings(data: bytes) -> Iterator[str]:
+# whose field 3 is the object's path and field 5 its metadata as a JSON string. Reading the
+# wire format by hand keeps TensorFlow (and its protobuf classes) out of this module.
+def _metadata_entries(data: bytes) -> Iterator[tuple[str, str]]:
+    """(node_path, metadata JSON) of each SavedObject: fields 3 and 5."""
     for field, value in _fields(data):
         if field == 1 and isinstance(value, bytes):
+            node_path, text = "", None
             for inner_field, inner in _fields(value):
-                if inner_field == 5 and isinstance(inner, bytes):
-                    yield inner.decode("utf-8")
+                if inner_field == 3 and isinstance(inner, bytes):
+                    node_path = inner.decode("utf-8")
+                elif inner_field == 5 and isinstance(inner, bytes):
+                    text = inner.decode("utf-8")
+            if text is not None:
+                yield node_path, text
 
 
 def _fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:

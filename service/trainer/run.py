@@ -95,7 +95,6 @@ def train(request: TrainingRequest, report: Report) -> TrainingOutcome:
         versions={
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
-            **({"tf_keras": _tf_keras_version()} if loaded.reader == "tf_keras" else {}),
         },
         timings=timings,
         restored_epoch=fitted.restored_epoch,
@@ -125,6 +124,14 @@ def _described(
                 f"of {named['layers_loaded']} layers from the weights file (sha256 "
                 f"{named['weights_sha256']}, {named['weights_layout']} layout).",
                 {"architecture": named},
+            )
+        )
+    if loaded.ignored:
+        messages.append(
+            Info(
+                "The SavedModel folder was rebuilt from its Keras configuration and variables; "
+                "ignored, never run: " + "; ".join(loaded.ignored) + ".",
+                {"ignored": list(loaded.ignored)},
             )
         )
     counts = train.counts()
@@ -177,9 +184,3 @@ def _base_model(loaded: LoadedModel) -> dict[str, str]:
 
 def _since(started: float) -> float:
     return round(time.monotonic() - started, 3)
-
-
-def _tf_keras_version() -> str:
-    import tf_keras
-
-    return str(tf_keras.__version__)

@@ -160,6 +160,26 @@ def test_unsafe_model_is_a_base_model_error_and_runs_nothing(
     assert not marker.exists()
 
 
+def test_planting_saved_model_is_reported_rebuilt_and_runs_nothing(
+    client: FlaskClient, inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    """The dry run's child opens the folder as data: its resource initializer never runs."""
+    from tests.helpers.legacy_models import tf_keras_planting_saved_model
+
+    marker = tmp_path / "planted.txt"
+    folder = tf_keras_planting_saved_model(tmp_path / "saved_model", marker)
+
+    response = client.post(
+        "/v1/jobs/validate", json=_spec(inputs, base_model={"uri": f"file://{folder}/"})
+    )
+
+    assert response.status_code == 200, response.get_json()
+    model = response.get_json()["model"]
+    assert model["format"] == "saved_model" and model["reader"] == "keras"
+    assert "planting (added to the model)" in model["ignored"] and "1 resources" in model["ignored"]
+    assert not marker.exists() and not Path(f"{marker}.fn").exists()
+
+
 def test_missing_data_and_model_are_field_errors(
     client: FlaskClient, inputs: dict[str, Path]
 ) -> None:

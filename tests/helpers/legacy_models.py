@@ -127,6 +127,62 @@ def keras_with_foreign_module(source: Path, path: Path, how: str) -> Path:
     return path
 
 
+def tf_keras_planting_saved_model(path: Path, marker: Path) -> Path:
+    """A Keras 2 SavedModel folder that writes ``marker`` when TensorFlow's loader restores it.
+
+    Its keras_metadata.pb lists only ordinary layers (conv, batch norm, pooling, dense; trained
+    a little so the moving statistics are not the defaults). Its object graph also holds what a
+    plain config check cannot see: a TrackableResource whose initializer runs
+    ``tf.io.write_file(marker)`` (restoring the object graph runs it), an extra ``tf.function``
+    that writes ``marker`` + ``.fn`` when called, and an asset file. Beside the folder,
+    ``<path>.expected.npz`` holds pixels and the predictions of the model as tf_keras built it.
+    """
+    import tensorflow as tf
+    import tf_keras
+
+    target = str(marker)
+
+    class PlantingResource(tf.saved_model.experimental.TrackableResource):  # type: ignore[misc]
+        def _create_resource(self) -> Any:
+            return tf.raw_ops.VarHandleOp(
+                dtype=tf.float32, shape=[], shared_name=f"planting-{abs(hash(target))}"
+            )
+
+        def _initialize(self) -> Any:
+            tf.io.write_file(target, "planted by a model file")
+            return tf.raw_ops.AssignVariableOp(resource=self.resource_handle, value=1.0)
+
+    @tf.function(input_signature=[])  # type: ignore[misc]
+    def extra() -> Any:
+        tf.io.write_file(target + ".fn", "written by a stored function")
+        return tf.constant(1.0)
+
+    tf_keras.utils.set_random_seed(0)
+    inputs = tf_keras.Input((32, 32, 3), name="input")
+    x = tf_keras.layers.Conv2D(4, 3, name="conv1")(inputs)
+    x = tf_keras.layers.BatchNormalization(name="bn1")(x)
+    x = tf_keras.layers.ReLU(name="relu1")(x)
+    x = tf_keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = tf_keras.layers.Dense(3, activation="softmax", name="predictions")(x)
+    model = tf_keras.Model(inputs, outputs, name="innocent_looking")
+    images, labels = digit_images((0, 1, 2), 10, size=32, seed=5)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(images.astype(np.float32) / 255.0, labels, epochs=2, verbose=0)
+    model.planting = PlantingResource()
+    model.extra = extra
+    path.parent.mkdir(parents=True, exist_ok=True)
+    asset = path.parent / f"{path.name}-asset.txt"
+    asset.write_text("an asset")
+    model.note = tf.saved_model.Asset(str(asset))
+    _save_tf_keras(model, path)
+    marker.unlink(missing_ok=True)  # nothing ran yet; make sure
+    pixels = np.random.default_rng(0).uniform(0, 1, (4, 32, 32, 3)).astype("float32")
+    np.savez(
+        str(path) + ".expected.npz", pixels=pixels, predictions=model.predict(pixels, verbose=0)
+    )
+    return path
+
+
 def copy_tree(source: Path, dest: Path) -> Path:
     """A copy of a file or folder."""
     if source.is_dir():

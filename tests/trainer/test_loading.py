@@ -65,7 +65,7 @@ def test_keras2_files_load_as_keras3_models_with_the_same_outputs(
 
     assert isinstance(loaded.model, keras.Model)
     assert loaded.file_format == ("h5" if name.endswith(".h5") else "saved_model")
-    assert loaded.reader == ("keras" if name.endswith(".h5") else "tf_keras")
+    assert loaded.reader == "keras"
     assert tuple(layer.name for layer in loaded.model.layers) == TINY_CNN_LAYERS
     pixels = np.random.default_rng(0).uniform(0, 1, (4, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(

@@ -123,3 +123,26 @@ def test_succeeded_job_records_progress_and_result(
     epochs = [e for e in services.jobs.read_events(record.id) if e.type == "epoch"]
     assert [e.data["epoch"] for e in epochs] == [1, 2]
     assert not (services.config.work_dir / record.id).exists()  # scratch cleaned
+
+
+def test_planting_saved_model_trains_from_the_rebuilt_model_and_writes_nothing(
+    services: Services, tmp_path: Path, inputs: dict[str, Path]
+) -> None:
+    """A Keras 2 SavedModel whose resource initializer writes a file, through a real job."""
+    from tests.helpers.legacy_models import tf_keras_planting_saved_model
+
+    marker = tmp_path / "planted.txt"
+    folder = tf_keras_planting_saved_model(tmp_path / "models" / "saved_model", marker)
+    out = tmp_path / "out"
+
+    spec = _spec(folder, inputs["train"], out)
+    spec["base_model"]["uri"] += "/"  # a folder's URI ends with '/'
+    record = _run(services, spec)
+
+    assert record.status is JobStatus.SUCCEEDED, record.error
+    assert not marker.exists() and not Path(f"{marker}.fn").exists()
+    assert (out / "model.keras").is_file()
+    ignored = [e for e in services.jobs.read_events(record.id) if "ignored" in e.data]
+    assert len(ignored) == 1, [e.message for e in services.jobs.read_events(record.id)]
+    assert "never run" in ignored[0].message and "planting (added" in ignored[0].message
+    assert "1 resources" in ignored[0].data["ignored"]
