@@ -23,9 +23,9 @@ FINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CAN
 _PRIVATE_FIELDS = frozenset({"tenant", "idempotency", "version"})
 
 
-def initial_progress() -> dict[str, Any]:
-    """Progress of a job nobody has started."""
-    return {"phase": "queued", "epoch": 0, "epochs": 0, "percent": 0.0}
+def initial_progress(epochs: int = 0) -> dict[str, Any]:
+    """Progress of a job nobody has started: none of its ``epochs`` (all phases') done."""
+    return {"phase": "queued", "epoch": 0, "epochs": epochs, "percent": 0.0}
 
 
 @dataclass

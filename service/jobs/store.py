@@ -33,7 +33,7 @@ from service.jobs.clock import isoformat, now_iso, parse, utcnow
 from service.jobs.errors import JobIsFinal, LeaseLost, NoSuchJob, UpdateAborted
 from service.jobs.events import Event, EventLog
 from service.jobs.ids import invert_id, is_job_id, new_job_id, timestamp_ms
-from service.jobs.record import JobRecord, JobStatus
+from service.jobs.record import JobRecord, JobStatus, initial_progress
 from service.retry import Policy
 from service.security.redaction import redact_data
 from service.storage.base import ObjectStore
@@ -125,6 +125,7 @@ class JobStore:
             spec=spec,
             name=plan.name,
             labels=dict(plan.labels),
+            progress=initial_progress(plan.training_plan.total_epochs),
             idempotency=idempotency,
             version=1,
         )

@@ -26,6 +26,17 @@ def test_create_returns_201_location_and_the_job_with_defaults(client: FlaskClie
     assert fetched.json["id"] == job["id"]
 
 
+def test_a_queued_job_counts_the_epochs_it_will_train(client: FlaskClient) -> None:
+    """progress.epochs is the plan's total (all phases) from the start, not 0 until an epoch."""
+    one = client.post("/v1/jobs", json=raw_spec(training={"epochs": 7})).json
+    phased = raw_spec(schedule=[{"epochs": 2, "freeze": "base"}, {"epochs": 3, "freeze": "none"}])
+    two = client.post("/v1/jobs", json=phased)
+
+    assert two.status_code == 201, two.json
+    assert one["progress"] == {"phase": "queued", "epoch": 0, "epochs": 7, "percent": 0.0}
+    assert client.get(f"/v1/jobs/{two.json['id']}").json["progress"]["epochs"] == 5
+
+
 def test_list_filters_and_pages(client: FlaskClient) -> None:
     ids = [
         client.post("/v1/jobs", json=raw_spec(labels={"ci_run": str(i % 2)})).json["id"]
