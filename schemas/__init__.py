@@ -5,7 +5,7 @@ from schemas.errors import ErrorSchema
 from schemas.events import EventListSchema, EventQuerySchema, EventSchema
 from schemas.job import JobListSchema, JobSchema
 from schemas.job_spec import JobSpecSchema
-from schemas.queries import JobListQuerySchema
+from schemas.queries import JobListQuerySchema, SubmitQuerySchema
 
 __all__ = [
     "DryRunReportSchema",
@@ -17,4 +17,5 @@ __all__ = [
     "JobListSchema",
     "JobSchema",
     "JobSpecSchema",
+    "SubmitQuerySchema",
 ]

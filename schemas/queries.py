@@ -38,3 +38,21 @@ class JobListQuerySchema(StrictSchema):
         validate=[validate.Length(max=512), validate.Regexp(r"^[A-Za-z0-9_\-]*$")],
         metadata={"description": "next_cursor of the previous page."},
     )
+
+
+class SubmitQuerySchema(StrictSchema):
+    """Arguments of ``POST /v1/jobs``."""
+
+    # ``validate`` on the wire; a schema's own ``validate`` method keeps its name.
+    dry_run_first = fields.Boolean(
+        data_key="validate",
+        load_default=False,
+        truthy={"true"},
+        falsy={"false"},
+        metadata={
+            "description": "`true`: run the dry run (`POST /v1/jobs/validate`) first and queue the "
+            "job only if it passes; its refusal is the same 422, naming each field, and its "
+            "other answers (503 no worker took it, 504 it ran out of time) the same too. "
+            "Default `false`: only the cheap checks (inputs stored, output free)."
+        },
+    )

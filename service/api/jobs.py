@@ -21,6 +21,7 @@ from schemas import (
     JobListSchema,
     JobSchema,
     JobSpecSchema,
+    SubmitQuerySchema,
     examples,
 )
 from service.api import dry_runs, input_checks, services
@@ -157,6 +158,7 @@ class Jobs(MethodView):
         return {"jobs": [record.public() for record in records], "next_cursor": next_cursor}
 
     @blp.arguments(JobSpecSchema, examples=SPEC_EXAMPLES)
+    @blp.arguments(SubmitQuerySchema, location="query", as_kwargs=True, unknown=RAISE)
     @blp.response(
         201,
         JobSchema,
@@ -177,11 +179,15 @@ class Jobs(MethodView):
         413,
         422,
         503,
+        504,
         d409="The Idempotency-Key was used with a different body.",
+        d504="With `validate=true`: a worker took the dry run but it did not finish in time.",
     )
     @blp.doc(parameters=[IDEMPOTENCY_HEADER])
     @requires_spec_storage
-    def post(self, spec: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
+    def post(
+        self, spec: dict[str, Any], dry_run_first: bool = False
+    ) -> tuple[dict[str, Any], int, dict[str, str]]:
         """Validate a job spec and queue it.
 
         Where tokens are configured, every input (`base_model.uri`, `dataset.*`) must lie
@@ -190,15 +196,22 @@ class Jobs(MethodView):
         stored where the spec says (422 naming the field otherwise), and `output.uri` must
         not hold a published model unless `output.overwrite` is true (422 on `output.uri`;
         a model that appears there later fails the job with `output_exists`); whether they fit
-        together is the dry run's check (`POST /v1/jobs/validate`). With an `Idempotency-Key`
-        header, repeating the request (same key, same body) returns the job the first one
-        created, with 200, however many replicas answer.
+        together is the dry run's check (`POST /v1/jobs/validate`), run first with
+        `?validate=true`. With an `Idempotency-Key` header, repeating the request (same key,
+        same body) returns the job the first one created, with 200, however many replicas
+        answer.
         """
         _check_webhook_address(spec)
         _check_resources(spec)
         key = request.headers.get("Idempotency-Key")
-        if key is None:
+
+        def check_new(spec: dict[str, Any]) -> None:
             _check_inputs_stored(spec)
+            if dry_run_first:
+                _dry_run(spec)
+
+        if key is None:
+            check_new(spec)
             record, created = services().jobs.create(spec, tenant=_tenant()), True
         else:
             if not 0 < len(key) <= MAX_KEY_LENGTH:
@@ -206,7 +219,7 @@ class Jobs(MethodView):
             try:
                 # Checked only for a new key: a repeat returns its job, as the first answer did.
                 record, created = create_once(
-                    services().jobs, spec, _tenant(), key, check_new=_check_inputs_stored
+                    services().jobs, spec, _tenant(), key, check_new=check_new
                 )
             except IdempotencyConflict as exc:
                 abort(409, message=f"{exc} Use a new key for a new job.")
@@ -267,27 +280,32 @@ class JobValidate(MethodView):
         """
         _check_webhook_address(spec)
         _check_resources(spec)
-        timeout = services().config.dry_run_timeout_seconds
-        try:
-            result = dry_runs().run(spec, timeout)
-        except DryRunNotTaken:
-            abort(
-                503,
-                message=f"No worker took the dry run within {TAKE_SECONDS:g} s: every worker "
-                "is busy with dry runs, or none is running. Retry shortly.",
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-            )
-        except DryRunTimedOut:
-            abort(504, message=f"The dry run did not finish within {timeout:g} s; retry later.")
-        if result.failure is not None:
-            _abort_failed_dry_run(result.failure)
-        if result.errors:
-            abort(
-                422,
-                message="The spec does not fit its model or data: see errors.",
-                errors={"json": nest_field_errors(result.errors)},
-            )
-        return {"valid": True, **result.report}
+        return {"valid": True, **_dry_run(spec)}
+
+
+def _dry_run(spec: dict[str, Any]) -> dict[str, Any]:
+    """The dry run's report; aborts with its refusal (422) or why there is none (503, 504)."""
+    timeout = services().config.dry_run_timeout_seconds
+    try:
+        result = dry_runs().run(spec, timeout)
+    except DryRunNotTaken:
+        abort(
+            503,
+            message=f"No worker took the dry run within {TAKE_SECONDS:g} s: every worker "
+            "is busy with dry runs, or none is running. Retry shortly.",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    except DryRunTimedOut:
+        abort(504, message=f"The dry run did not finish within {timeout:g} s; retry later.")
+    if result.failure is not None:
+        _abort_failed_dry_run(result.failure)
+    if result.errors:
+        abort(
+            422,
+            message="The spec does not fit its model or data: see errors.",
+            errors={"json": nest_field_errors(result.errors)},
+        )
+    return dict(result.report)
 
 
 def _abort_failed_dry_run(failure: dict[str, str]) -> None:

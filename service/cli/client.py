@@ -81,10 +81,13 @@ class ApiClient:
             self.session.headers["Authorization"] = f"Bearer {token}"
 
     # endpoints -------------------------------------------------------------------------
-    def submit(self, spec: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
-        """POST /v1/jobs."""
+    def submit(
+        self, spec: dict[str, Any], idempotency_key: str | None = None, dry_run_first: bool = False
+    ) -> dict[str, Any]:
+        """POST /v1/jobs (``?validate=true`` with ``dry_run_first``)."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return self._call("POST", "/v1/jobs", body=spec, headers=headers)
+        params = {"validate": "true"} if dry_run_first else None
+        return self._call("POST", "/v1/jobs", body=spec, headers=headers, params=params)
 
     def validate(self, spec: dict[str, Any]) -> dict[str, Any]:
         """POST /v1/jobs/validate (the dry run)."""

@@ -89,7 +89,7 @@ def _wait_and_report(args: argparse.Namespace, client: ApiClient, job_id: str) -
 def cmd_submit(args: argparse.Namespace, client: ApiClient) -> int:
     """Submit a spec file; print the job id (or wait for the outcome)."""
     spec = with_name_and_labels(load_spec(args.spec), args.name or None, dict(args.label or ()))
-    job = client.submit(spec, idempotency_key=args.idempotency_key)
+    job = client.submit(spec, idempotency_key=args.idempotency_key, dry_run_first=args.validate)
     if args.wait:
         _err(f"Submitted {job['id']}; waiting for it to finish.")
         return _wait_and_report(args, client, job["id"])
@@ -297,6 +297,11 @@ def build_parser(environment: CliSettings | None = None) -> argparse.ArgumentPar
     )
     submit.add_argument("--name", help="set the job's name")
     submit.add_argument("--idempotency-key", help="retry-safe submit: same key, same job")
+    submit.add_argument(
+        "--validate",
+        action="store_true",
+        help="run the dry run first; queue only if it passes (its errors otherwise)",
+    )
 
     status = add("status", cmd_status, "Show a job.")
     status.add_argument("job_id")

@@ -137,6 +137,26 @@ def test_every_incompatibility_is_a_field_error(
     assert set(errors) == {"dataset", "head", "training", "schedule"}
 
 
+def test_submit_with_validate_runs_the_dry_run_first(
+    client: FlaskClient, inputs: dict[str, Path]
+) -> None:
+    """POST /v1/jobs?validate=true: a spec the dry run refuses queues nothing; one it passes
+    is queued as usual (201); the argument takes only true and false."""
+    misfit = _spec(inputs, head={"cut_at": "gap", "num_classes": 5})
+    before = len(client.get("/v1/jobs").get_json()["jobs"])
+
+    refused = client.post("/v1/jobs?validate=true", json=misfit)
+    unchecked = client.post("/v1/jobs?validate=yes", json=misfit)
+
+    assert "data has 3 classes" in _errors(refused)["head"]["num_classes"][0]
+    assert unchecked.status_code == 422 and "validate" in unchecked.get_json()["errors"]["query"]
+    assert len(client.get("/v1/jobs").get_json()["jobs"]) == before
+    queued = client.post("/v1/jobs?validate=true", json=_spec(inputs))
+    assert queued.status_code == 201, queued.get_json()
+    assert queued.get_json()["status"] in ("queued", "running")
+    assert client.post(f"/v1/jobs/{queued.get_json()['id']}/cancel").status_code == 202
+
+
 def test_a_layer_that_is_not_there(client: FlaskClient, inputs: dict[str, Path]) -> None:
     spec = _spec(inputs, head={"cut_at": "conv_3"})
 

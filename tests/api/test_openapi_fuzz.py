@@ -115,13 +115,16 @@ def _beyond_the_document(case: Any, cursors: set[str], storage: Storage) -> bool
     label keys and class-weight class names have a syntax (OpenAPI 3.0 has no propertyNames);
     the epochs of all phases together have a maximum; the option names base_model.options
     takes depend on the architecture (the document lists them in words); and the dry run's
-    whole point is to refuse, with a 422, a spec whose model or data do not exist or do not fit,
+    whole point is to refuse, with a 422, a spec whose model or data do not exist or do not fit
+    (on its own or first, with POST /v1/jobs?validate=true),
     as POST /v1/jobs refuses one whose inputs are not stored (drawn paths mostly are not); and
     some recipe fields are refused by rules that join fields (RULES_ACROSS_FIELDS).
     (base_model's one-source rule is in the document: drawn specs keep it.)
     """
     if case.operation.label == "POST /v1/jobs/validate":
         return True
+    if case.operation.label == "POST /v1/jobs" and (case.query or {}).get("validate") is True:
+        return True  # the dry run first
     if case.operation.label == "POST /v1/jobs" and _names_missing_inputs(case.body, storage):
         return True
     if _broken_rules(case.body) and _broken_rules(case.body) <= RULES_ACROSS_FIELDS:

@@ -6,11 +6,13 @@ as a user runs it: by its path, and by its name after ``. .venv/bin/activate``.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -56,7 +58,8 @@ def test_url_before_or_after_the_command(api_url: str, where: str) -> None:
     run = _finetune(*args)
     assert run.returncode == 0, run.stderr
     assert job["id"] in run.stdout
-    assert "progress  queued (0.0%)" in run.stdout, "a queued job says queued once"
+    assert "progress  queued epoch 0/" in run.stdout, run.stdout
+    assert "queued queued" not in run.stdout, "a queued job says queued once"
 
 
 def test_finetune_on_the_path_after_activating_the_virtualenv(api_url: str) -> None:
@@ -82,3 +85,22 @@ def test_wait_on_a_finished_job_shows_when_its_events_happened(api_url: str) -> 
     lines = [line for line in run.stderr.splitlines() if "  [" in line]
     assert [line.split(" ", 1)[0] for line in lines] == [event_clock_time(e) for e in events]
     assert [line.split("[", 1)[1].split("]")[0] for line in lines] == [e["type"] for e in events]
+
+
+def test_submit_validate_asks_for_the_dry_run_first(api_url: str, tmp_path: Path) -> None:
+    """``submit --validate`` sends ?validate=true: with no worker to run the dry run the API
+    answers 503 and nothing is queued (a plain submit of the same spec is queued)."""
+    spec = tmp_path / "job.json"
+    spec.write_text(json.dumps(raw_spec(name="validate-first")))
+
+    def named() -> list[str]:
+        jobs = requests.get(f"{api_url}/v1/jobs?limit=100", timeout=10).json()["jobs"]
+        return [job["id"] for job in jobs if job["name"] == "validate-first"]
+
+    run = _finetune("--url", api_url, "submit", str(spec), "--validate")
+
+    assert run.returncode != 0 and "No worker took the dry run" in run.stderr, run.stderr
+    assert named() == []
+    plain = _finetune("--url", api_url, "submit", str(spec))
+    assert plain.returncode == 0, plain.stderr
+    assert named() == [plain.stdout.strip()]
