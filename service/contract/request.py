@@ -33,7 +33,10 @@ class TrainingRequest:
         sampled: ``inspect`` only: the data is a sample of the dataset (class counts from
             TFRecords are then partial).
         data_cache_mb: Most megabytes of decoded images the input pipelines keep in memory;
-            None: a quarter of the machine's memory; 0 streams every dataset.
+            None: a quarter of the machine's memory; 0 streams every dataset. Cached features
+            of a frozen prefix count against it too.
+        scratch_dir: Where the trainer may write large temporary files (cached features);
+            None: a temporary folder.
         fault_oom_above_batch: Test-only fault injection: a batch size above this fails as out
             of memory (no device here runs out of memory on demand); None in every deployment.
     """
@@ -51,6 +54,7 @@ class TrainingRequest:
     mode: RunMode = "train"
     sampled: bool = False
     data_cache_mb: float | None = None
+    scratch_dir: str | None = None
     fault_oom_above_batch: int | None = None
 
     def to_dict(self) -> dict[str, Any]:

@@ -71,6 +71,8 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         report: Receives one CheckpointWritten per checkpoint.
         writer: Writes and reports on its own thread, in order; None writes inline. At most
             one snapshot waits for it (the next epoch's end waits for the previous write).
+        weights_of: The model whose weights are saved; None: the model being fit (a phase
+            on cached features fits only the layers after the frozen prefix).
     """
 
     def __init__(
@@ -81,8 +83,10 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         history: list[dict[str, Any]],
         report: Report,
         writer: BackgroundReporter | None = None,
+        weights_of: keras.Model | None = None,
     ) -> None:
         super().__init__()
+        self.weights_of = weights_of
         self.directory = Path(directory)
         self.phase_index = phase_index
         self.phase_start_epoch = phase_start_epoch
@@ -97,7 +101,8 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         done = epoch + 1
         self._written.wait()
         # Host copies, taken now: training goes on changing the variables while they are written.
-        weights = [np.asarray(value) for value in self.model.get_weights()]
+        saved = self.model if self.weights_of is None else self.weights_of
+        weights = [np.asarray(value) for value in saved.get_weights()]
         variables = [np.asarray(variable) for variable in self.model.optimizer.variables]
         history = list(self.history)
         if not history or history[-1]["epoch"] != done:  # runs before ProgressCallback

@@ -118,3 +118,17 @@ def compile_model(
         metrics=list(training.metrics),
         jit_compile=compile_settings().jit_compile,
     )
+
+
+def compile_alike(model: keras.Model, like: keras.Model, training: TrainingSettings) -> None:
+    """Compiles ``model`` with ``like``'s optimizer (the same object) and loss.
+
+    For a part of ``like`` trained on its own (features.py): the optimizer's state, its step
+    and its schedule are then ``like``'s, as if ``like`` itself were trained.
+    """
+    model.compile(
+        optimizer=like.optimizer,
+        loss=like.loss,
+        metrics=list(training.metrics),
+        jit_compile=compile_settings().jit_compile,
+    )

@@ -63,6 +63,26 @@ SOURCE_OF_FORMAT = {
 }
 
 
+@dataclass(frozen=True)
+class Split:
+    """One split's pipelines.
+
+    Attributes:
+        batches: What ``fit`` reads: batches of (float32 raw pixels, labels), reshuffled every
+            epoch where the split is shuffled.
+        positions: Batches of the same examples' positions in ``examples`` (int64), in the
+            same order as ``batches`` (the same shuffle: one drawn per epoch for both).
+        examples: (uint8 image, label) of every example, unbatched, in position order; cached
+            where the split is.
+        count: How many examples.
+    """
+
+    batches: tf.data.Dataset
+    positions: tf.data.Dataset
+    examples: tf.data.Dataset
+    count: int
+
+
 @dataclass
 class ImageDatasets:
     """The pipelines that ``model.fit`` reads, and what they hold.
@@ -78,6 +98,10 @@ class ImageDatasets:
         source: What was read: ``image_folder``, ``npz`` or ``tfrecord``.
         cached: Whether train and validation keep their decoded images in memory (else they
             are decoded again from the staged files every epoch).
+        splits: Train's and validation's pipelines (features.py reads their positions).
+        augmented: Whether augmentation changes the training images every epoch.
+        batch_size: Examples per batch.
+        cache_left_bytes: What the data cache budget leaves once the decoded images are in.
     """
 
     train: tf.data.Dataset
@@ -89,6 +113,10 @@ class ImageDatasets:
     validation_counts: dict[str, int]
     source: str = "image_folder"
     cached: tuple[bool, bool] = (True, True)
+    splits: tuple[Split, Split | None] | None = None
+    augmented: bool = False
+    batch_size: int = 0
+    cache_left_bytes: int = 0
 
 
 def label_mode_for_loss(loss: str) -> str:
@@ -229,21 +257,29 @@ def image_datasets(
         image_shape,
         cache_budget_bytes(cache_mb),
     )
-    train_pipeline = _pipeline(
+    train_split = _pipeline(
         train, image_shape, batch_size, label_mode, num_classes, seed, cache_train
     )
-    if augmentation is not None and augmentation.active:
+    train_pipeline = train_split.batches
+    augmented = augmentation is not None and augmentation.active
+    if augmented:
+        assert augmentation is not None
         # One batch at a time: the random layers draw from one seed generator, and parallel
         # calls would take its draws in a different order on each run (a seeded run repeats).
         train_pipeline = train_pipeline.map(_augmenter(augmentation, seed))
+    validation_split = (
+        None
+        if validation is None
+        else _pipeline(
+            validation, image_shape, batch_size, label_mode, num_classes, None, cache_validation
+        )
+    )
     return ImageDatasets(
         train=train_pipeline.prefetch(tf.data.AUTOTUNE),
         validation=(
             None
-            if validation is None
-            else _pipeline(
-                validation, image_shape, batch_size, label_mode, num_classes, None, cache_validation
-            ).prefetch(tf.data.AUTOTUNE)
+            if validation_split is None
+            else validation_split.batches.prefetch(tf.data.AUTOTUNE)
         ),
         class_names=list(train.class_names),
         image_shape=image_shape,
@@ -252,6 +288,15 @@ def image_datasets(
         validation_counts={} if validation is None else validation.counts(),
         source=train.source,
         cached=(cache_train, cache_validation),
+        splits=(train_split, validation_split),
+        augmented=augmented,
+        batch_size=batch_size,
+        cache_left_bytes=cache_budget_bytes(cache_mb)
+        - int(np.prod(image_shape))
+        * (
+            len(train) * cache_train
+            + (0 if validation is None else len(validation)) * cache_validation
+        ),
     )
 
 
@@ -390,7 +435,7 @@ def _pipeline(
     num_classes: int,
     shuffle_seed: int | None,
     cache: bool = True,
-) -> tf.data.Dataset:
+) -> Split:
     height, width, channels = image_shape
     # Streamed (not cached): shuffle what is cheap to hold (file names, array positions,
     # encoded records) before decoding; parallel decoding keeps that order, so a seed fixes it.
@@ -419,44 +464,60 @@ def _pipeline(
         # order and a shuffle buffer smaller than the dataset still mixes classes.
         order = np.random.default_rng(shuffle_seed).permutation(len(examples))
     labels = examples.labels[order]
-    dataset: tf.data.Dataset
+    source: tf.data.Dataset
+    to_example: Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
+    buffer = min(len(examples), SHUFFLE_BUFFER)
     if examples.source == "image_folder":
-        files = [examples.files[i] for i in order]
-        dataset = tf.data.Dataset.from_tensor_slices((files, labels))
-        if shuffle_early:
-            dataset = dataset.shuffle(len(files), seed=shuffle_seed, reshuffle_each_iteration=True)
-        dataset = dataset.map(
-            lambda path, label: (to_pixels(decode(tf.io.read_file(path))), encode(label)),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
+        source = tf.data.Dataset.from_tensor_slices(([examples.files[i] for i in order], labels))
+        buffer = len(examples) if shuffle_early else buffer  # file names: all of them
+
+        def to_example(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            return to_pixels(decode(tf.io.read_file(path))), encode(label)
+
     elif examples.source == "npz":
         assert examples.pixels is not None and examples.positions is not None
         # The arrays are in memory already: nothing to shuffle early (shuffled after the map).
         shuffle_early = False
-        pixels = examples.pixels[examples.positions[order]]
-        dataset = tf.data.Dataset.from_tensor_slices((pixels, labels)).map(
-            lambda image, label: (to_pixels(image), encode(label)),
-            num_parallel_calls=tf.data.AUTOTUNE,
+        source = tf.data.Dataset.from_tensor_slices(
+            (examples.pixels[examples.positions[order]], labels)
         )
+
+        def to_example(image: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            return to_pixels(image), encode(label)
+
     elif examples.source == "tfrecord":
-        dataset = _tfrecord_dataset(examples)
-        if shuffle_early:
-            dataset = dataset.shuffle(
-                min(len(examples), SHUFFLE_BUFFER), seed=shuffle_seed, reshuffle_each_iteration=True
-            )
-        dataset = dataset.map(
-            lambda data, label: (to_pixels(decode(data)), encode(label)),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
+        source = _tfrecord_dataset(examples)
+
+        def to_example(data: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            return to_pixels(decode(data)), encode(label)
+
     else:
         raise ValueError(f"Unknown source. Received: {examples.source!r}")
+    decoded = source.map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
     if cache:
-        dataset = dataset.cache()
-    if shuffle_seed is not None and not shuffle_early:
-        dataset = dataset.shuffle(
-            min(len(examples), SHUFFLE_BUFFER), seed=shuffle_seed, reshuffle_each_iteration=True
-        )
-    return dataset.batch(batch_size).map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
+        decoded = decoded.cache()
+    # Every example keeps its position in ``decoded`` through the shuffle, so that the features
+    # of a frozen prefix (features.py) are read in the very order the images would have been.
+    if shuffle_seed is None:
+        images = decoded
+        positions = tf.data.Dataset.range(len(examples))
+    else:
+        keyed = (source if shuffle_early else decoded).enumerate()
+        keyed = keyed.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
+        positions = keyed.map(lambda position, _example: position)
+        if shuffle_early:
+            images = keyed.map(
+                lambda _position, example: to_example(*example),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        else:
+            images = keyed.map(lambda _position, example: example)
+    return Split(
+        batches=images.batch(batch_size).map(_to_float, num_parallel_calls=tf.data.AUTOTUNE),
+        positions=positions.batch(batch_size),
+        examples=decoded,
+        count=len(examples),
+    )
 
 
 def _tfrecord_dataset(examples: Examples) -> tf.data.Dataset:

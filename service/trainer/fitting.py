@@ -12,10 +12,10 @@ from typing import Any, Protocol
 import keras
 
 from service.contract.messages import Info
-from service.contract.plan import EarlyStoppingSettings, Phase, TrainingPlan
+from service.contract.plan import EarlyStoppingSettings, Phase, TrainingPlan, TrainingSettings
 from service.trainer.callbacks import ProgressCallback
 from service.trainer.checkpointing import CheckpointCallback, ResumeState, restore_optimizer
-from service.trainer.compiling import compile_model
+from service.trainer.compiling import compile_alike, compile_model
 from service.trainer.effective import effective_settings
 from service.trainer.errors import Incompatible, InvalidDataset, OutOfMemory
 from service.trainer.freezing import Freezer
@@ -40,6 +40,38 @@ class TrainingData(Protocol):
     @property
     def validation(self) -> Any | None:
         """Like ``train``; None without validation."""
+
+
+class CachedTraining(Protocol):
+    """A phase trained on a frozen prefix's features (features.CachedPhase is one).
+
+    ``model`` runs from the prefix's outputs to the model's outputs with the whole model's own
+    layer objects; ``train`` and ``validation`` are batches of (features, labels).
+    """
+
+    model: keras.Model
+    train: Any
+    validation: Any | None
+
+
+class PhaseCache(Protocol):
+    """Decides per phase whether it trains on its frozen prefix's features (features.py)."""
+
+    def prepare(
+        self, model: keras.Model, phase_index: int
+    ) -> tuple[CachedTraining | None, Info | None]:
+        """The phase's cached form (None: train the whole model) and an event to show."""
+
+    def close(self) -> None:
+        """Frees the features of the last phase."""
+
+
+@dataclass
+class _Fed:
+    """What one phase's ``fit`` reads (a TrainingData)."""
+
+    train: Any
+    validation: Any | None
 
 
 @dataclass
@@ -70,6 +102,7 @@ def fit_phases(
     resume: ResumeState | None = None,
     extra_callbacks: Sequence[keras.callbacks.Callback] = (),
     class_weight: dict[int, float] | None = None,
+    feature_cache: PhaseCache | None = None,
 ) -> FitResult:
     """Runs every phase of the plan on ``built.model``.
 
@@ -83,6 +116,10 @@ def fit_phases(
     phase continues after its last epoch with the optimizer's saved state (and its step, so the
     learning-rate schedule goes on where it was).
 
+    With ``feature_cache`` a phase whose frozen prefix it caches trains the model after the
+    prefix on the prefix's outputs: the same weights (they are the whole model's), the same
+    optimizer, checkpoints of the whole model.
+
     Raises:
         Incompatible: A freeze rule does not fit the model, or early stopping names an unknown
             metric.
@@ -93,11 +130,22 @@ def fit_phases(
     reporter = BackgroundReporter(report)
     try:
         result = _fit_phases(
-            built, data, plan, reporter, checkpoint_dir, resume, list(extra_callbacks), class_weight
+            built,
+            data,
+            plan,
+            reporter,
+            checkpoint_dir,
+            resume,
+            list(extra_callbacks),
+            class_weight,
+            feature_cache,
         )
     except BaseException:
         reporter.close(raise_errors=False)
         raise
+    finally:
+        if feature_cache is not None:
+            feature_cache.close()
     reporter.close()
     return result
 
@@ -111,6 +159,7 @@ def _fit_phases(
     resume: ResumeState | None,
     extra_callbacks: list[keras.callbacks.Callback],
     class_weight: dict[int, float] | None,
+    feature_cache: PhaseCache | None,
 ) -> FitResult:
     training = plan.training
     freezer = Freezer(built)
@@ -141,6 +190,7 @@ def _fit_phases(
                 continue_schedule(built.model.optimizer, epochs_done - phase_start, steps)
         if to_run <= 0:
             continue
+        model, fed = _what_trains(built.model, data, phase, feature_cache, reporter, training)
         epochs_total = epochs_done + to_run + sum(p.epochs for p in plan.phases[position + 1 :])
         stopper = early_stopping(
             training.early_stopping, data.validation is not None, training.metrics
@@ -161,12 +211,13 @@ def _fit_phases(
                     result.history,
                     reporter.direct_report,
                     writer=reporter,
+                    weights_of=built.model,
                 ),
             )
         first = len(result.history)
         _fit(
-            built.model,
-            data,
+            model,
+            fed,
             epochs_done,
             to_run,
             phase,
@@ -185,6 +236,32 @@ def _fit_phases(
     if not result.metrics and result.history:  # resumed after the very last epoch
         result.metrics, _ = _final_metrics(result.history[-1:], None)
     return result
+
+
+def _what_trains(
+    model: keras.Model,
+    data: TrainingData,
+    phase: Phase,
+    feature_cache: PhaseCache | None,
+    reporter: BackgroundReporter,
+    training: TrainingSettings,
+) -> tuple[keras.Model, TrainingData]:
+    """The model and data the phase fits: the whole model on the images, or the cached form.
+
+    Call after compiling ``model`` (and restoring its optimizer's state, when resuming).
+    """
+    if feature_cache is None:
+        return model, data
+    cached, notice = feature_cache.prepare(model, phase.index)
+    if notice is not None:
+        reporter.report(notice)
+    if cached is None:
+        return model, data
+    compile_alike(cached.model, model, training)
+    if not model.optimizer.built:
+        # The whole model's order of variables: checkpoints are the same with or without.
+        model.optimizer.build(model.trainable_variables)
+    return cached.model, _Fed(cached.train, cached.validation)
 
 
 def steps_per_epoch(data: TrainingData, batch_size: int) -> int:

@@ -13,6 +13,7 @@ from service.trainer.callbacks import tensorboard_callback
 from service.trainer.checkpointing import load_resume_state, restore_weights
 from service.trainer.data import image_datasets
 from service.trainer.export import export_model
+from service.trainer.features import FeatureCache
 from service.trainer.fitting import fit_phases
 from service.trainer.loading import LoadedModel
 from service.trainer.model_surgery import BuiltModel
@@ -76,6 +77,9 @@ def train(request: TrainingRequest, report: Report) -> TrainingOutcome:
         resume=resume,
         class_weight=found.class_weight,
         extra_callbacks=[tensorboard_callback(request.output_dir)],
+        feature_cache=FeatureCache(
+            data, request.scratch_dir, enabled=plan.training.feature_cache == "auto"
+        ),
     )
     timings["training"] = _since(started)
 

@@ -159,6 +159,7 @@ class JobRun:
             validation_path=str(inputs.validation_path) if inputs.validation_path else None,
             output_dir=str(self.job_dir / "outputs"),
             checkpoint_dir=str(self.job_dir / "checkpoints"),
+            scratch_dir=str(self.job_dir / "scratch"),
             resume_from=resume_from,
             train_format=inputs.train_format,
             validation_format=inputs.validation_format,
