@@ -165,11 +165,18 @@ class FeatureCache:
                 return None, None
             self._said_why_not = True
             return None, Info(
-                f"Phase {phase_index + 1}: the frozen layers up to {_names(prefix.cut_layers)} "
+                f"Feature cache, phase {phase_index + 1}: the frozen layers up to "
+                f"{_names(prefix.cut_layers)} "
                 f"({prefix.share:.0%} of the model's compute) are run every epoch: "
                 "training.augmentation changes the images each epoch, so their outputs are not "
                 "cached.",
-                {"phase_index": phase_index, "feature_cache": "off", "reason": "augmentation"},
+                {
+                    "feature_cache": {
+                        "phase_index": phase_index,
+                        "state": "off",
+                        "reason": "augmentation",
+                    }
+                },
             )
         started = time.monotonic()
         train_split, validation_split = self.data.splits
@@ -198,22 +205,25 @@ class FeatureCache:
         examples = [split.count for split in splits]
         sizes = [f.nbytes for f in features]
         notice = Info(
-            f"Phase {phase_index + 1}: the frozen layers up to {_names(prefix.cut_layers)} "
+            f"Feature cache, phase {phase_index + 1}: the frozen layers up to "
+            f"{_names(prefix.cut_layers)} "
             f"({prefix.layers} layers, {prefix.share:.0%} of the model's compute) ran once in "
             f"{seconds:g} s; their outputs for {' and '.join(map(str, examples))} "
             f"{'training and validation' if len(examples) > 1 else 'training'} images "
             f"({_megabytes(sum(sizes))}, in {' and '.join(dict.fromkeys(places))}) train the "
             "rest of the model.",
             {
-                "phase_index": phase_index,
-                "feature_cache": "on",
-                "cut_layers": list(prefix.cut_layers),
-                "prefix_layers": prefix.layers,
-                "prefix_share": round(prefix.share, 4),
-                "examples": dict(zip(("train", "validation"), examples, strict=False)),
-                "bytes": dict(zip(("train", "validation"), sizes, strict=False)),
-                "kept_in": dict(zip(("train", "validation"), places, strict=False)),
-                "seconds": seconds,
+                "feature_cache": {
+                    "phase_index": phase_index,
+                    "state": "on",
+                    "cut_layers": list(prefix.cut_layers),
+                    "prefix_layers": prefix.layers,
+                    "prefix_share": round(prefix.share, 4),
+                    "examples": dict(zip(("train", "validation"), examples, strict=False)),
+                    "bytes": dict(zip(("train", "validation"), sizes, strict=False)),
+                    "kept_in": dict(zip(("train", "validation"), places, strict=False)),
+                    "seconds": seconds,
+                }
             },
         )
         return CachedPhase(trainer, train.prefetch(tf.data.AUTOTUNE), validation), notice

@@ -100,7 +100,7 @@ def _head(outcome_dir: str) -> list[np.ndarray]:
 
 
 def _cache_events(report: Recorder) -> list[dict[str, Any]]:
-    return [m.data for m in report.of_type(Info) if "feature_cache" in m.data]
+    return [m.data["feature_cache"] for m in report.of_type(Info) if "feature_cache" in m.data]
 
 
 def _assert_same_training(
@@ -207,7 +207,7 @@ def test_augmentation_turns_the_cache_off_and_says_so(
     train(request, report)
 
     (event,) = _cache_events(report)
-    assert (event["feature_cache"], event["reason"]) == ("off", "augmentation")
+    assert (event["state"], event["reason"]) == ("off", "augmentation")
 
 
 @pytest.mark.slow
