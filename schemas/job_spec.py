@@ -15,7 +15,7 @@ from schemas.fields import (
     StorageURIField,
     WebhookURLField,
 )
-from schemas.strict import StrictFloat, StrictInteger, StrictSchema
+from schemas.strict import StrictBoolean, StrictFloat, StrictInteger, StrictSchema
 from service.contract.architectures import ARCHITECTURE_NAMES, ARCHITECTURES, INCLUDE_TOP
 from service.contract.formats import BASE_MODEL_FORMATS, DATASET_FORMATS
 from service.contract.preprocessing import AUTO, PREPROCESSING_NAMES
@@ -293,7 +293,7 @@ class EarlyStoppingSchema(StrictSchema):
         validate=validate.Range(min=0, max=1000),
         metadata={"description": "Default 3."},
     )
-    restore_best_weights = fields.Boolean(
+    restore_best_weights = StrictBoolean(
         load_default=True, metadata={"description": "Default true."}
     )
     min_delta = StrictFloat(
@@ -561,7 +561,7 @@ class TrainingSchema(StrictSchema):
             "(Keras: 0)."
         },
     )
-    nesterov = fields.Boolean(
+    nesterov = StrictBoolean(
         load_default=False,
         metadata={
             "description": "Nesterov momentum, only with "
@@ -653,7 +653,7 @@ class OutputSchema(StrictSchema):
         required=True,
         metadata={"description": "A prefix ending with '/'."},
     )
-    overwrite = fields.Boolean(
+    overwrite = StrictBoolean(
         load_default=False,
         metadata={
             "description": "Default false: a job never replaces a model already published "

@@ -1,4 +1,4 @@
-"""A job spec read strictly: numbers are JSON numbers, an unknown field names the known ones.
+"""A job spec read strictly: numbers and booleans are JSON's, an unknown field names known ones.
 
 marshmallow's ``Integer`` takes ``"8"`` and ``8.0`` and its ``Float`` takes ``"0.1"``: a client
 sending a string where a number is due (a templating slip, a quoted YAML value) would have it
@@ -41,6 +41,19 @@ class StrictFloat(fields.Float):
         if isinstance(value, str):
             raise self.make_error("invalid", input=value)
         return super()._validated(value)
+
+
+class StrictBoolean(fields.Boolean):
+    """A JSON ``true`` or ``false``: ``"yes"``, ``"true"``, ``1`` and ``0`` are refused."""
+
+    default_error_messages = {  # noqa: RUF012 (marshmallow merges these class dicts)
+        "invalid": "Not a valid boolean: write true or false (JSON), not a string or a number."
+    }
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
 
 
 class StrictSchema(Schema):

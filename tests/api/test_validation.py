@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from marshmallow import Schema, fields
 
 from schemas import JobSpecSchema
-from schemas.strict import StrictFloat, StrictInteger
+from schemas.strict import StrictBoolean, StrictFloat, StrictInteger
 from tests.helpers.errors import field_messages
 from tests.helpers.specs import raw_spec
 
@@ -135,13 +135,18 @@ def test_oversized_body_is_413(client: FlaskClient) -> None:
     _assert_error_body(response.json, 413)
 
 
-def _numeric_fields(schema: Schema, path: str = "") -> Iterator[tuple[str, fields.Field[Any]]]:
+def _fields(schema: Schema, path: str = "") -> Iterator[tuple[str, fields.Field[Any]]]:
+    """Every leaf field of ``schema``, nested schemas and list items included, by dotted path."""
     for name, field in schema.fields.items():
         inner = field.inner if isinstance(field, fields.List) else field
         if isinstance(inner, fields.Nested) and isinstance(inner.schema, Schema):
-            yield from _numeric_fields(inner.schema, f"{path}{name}.")
-        elif isinstance(inner, fields.Number):
+            yield from _fields(inner.schema, f"{path}{name}.")
+        else:
             yield f"{path}{name}", inner
+
+
+def _numeric_fields(schema: Schema) -> Iterator[tuple[str, fields.Field[Any]]]:
+    return ((name, field) for name, field in _fields(schema) if isinstance(field, fields.Number))
 
 
 def test_every_number_of_the_spec_takes_only_json_numbers() -> None:
@@ -170,6 +175,28 @@ def test_a_string_or_a_fraction_where_a_number_is_due_is_422(
     client: FlaskClient, body: dict[str, Any], path: list[str]
 ) -> None:
     assert "write a JSON" in field_messages(client, body, path)[0]
+
+
+def test_every_boolean_of_the_spec_takes_only_json_booleans() -> None:
+    booleans = [
+        name for name, field in _fields(JobSpecSchema()) if isinstance(field, fields.Boolean)
+    ]
+    assert "early_stopping.restore_best_weights" in "|".join(booleans), booleans
+    assert all(
+        isinstance(field, StrictBoolean)
+        for _, field in _fields(JobSpecSchema())
+        if isinstance(field, fields.Boolean)
+    )
+
+
+@pytest.mark.parametrize("value", ["yes", "true", 1, 0], ids=["yes", "string-true", "one", "zero"])
+def test_a_string_or_a_number_where_a_boolean_is_due_is_422(
+    client: FlaskClient, value: Any
+) -> None:
+    body = raw_spec(training={"optimizer": "sgd", "momentum": 0.9, "nesterov": value})
+    assert "write true or false" in field_messages(client, body, ["training", "nesterov"])[0]
+    body = raw_spec(output={"uri": "s3://models/x/", "overwrite": value})
+    assert "write true or false" in field_messages(client, body, ["output", "overwrite"])[0]
 
 
 def test_json_integers_still_count_as_numbers(client: FlaskClient) -> None:
