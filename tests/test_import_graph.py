@@ -47,7 +47,8 @@ LAYERS: dict[str, frozenset[str]] = {
     # The trainer runs in a child process and speaks only contract types with its parent.
     TRAINER: frozenset({CONTRACT}),
     # The worker starts the trainer by module name in a child process; it never imports it.
-    "service.worker": FOUNDATION | _parts("context", "metrics", "webhooks"),
+    # It reads a spec queued by an earlier release through this release's schema.
+    "service.worker": FOUNDATION | _parts("context", "metrics", "webhooks") | {"schemas"},
     "service.api": FOUNDATION | _parts("context", "metrics", "webhooks") | {"schemas"},
     # The composition roots: the API app, its server, and the command that starts it all.
     "service.app": FOUNDATION | _parts("api", "context", "metrics", "webhooks") | {"schemas"},

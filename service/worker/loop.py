@@ -26,6 +26,7 @@ from service.worker.errors import JobAbandoned, JobCancelled, JobFailure, JobInt
 from service.worker.heartbeat import Heartbeat
 from service.worker.job_run import JobRun
 from service.worker.observer import JobObserver
+from service.worker.spec_upgrade import SpecNoLongerValid, spec_for_this_release
 from service.worker.staging import Stager
 
 log = logging.getLogger(__name__)
@@ -128,9 +129,30 @@ class Worker:
         if record is None:
             return False
         with job_logging(record.id):
+            record = self._spec_read_by_this_release(record)
             self.observer.job_started(record)
             self.run_job(record)
         return True
+
+    def _spec_read_by_this_release(self, record: JobRecord) -> JobRecord:
+        """The record, its spec given the fields added since an earlier release queued it.
+
+        A spec this release refuses is left as it is: its run fails, naming the fields.
+        """
+        try:
+            upgraded = spec_for_this_release(record.spec)
+        except SpecNoLongerValid as exc:
+            log.warning("job %s: %s", record.id, exc)
+            return record
+        if upgraded is None:
+            return record
+        added = sorted(_added_keys(record.spec, upgraded))
+        log.info("job %s: queued by an earlier release; defaults for %s", record.id, added)
+
+        def upgrade(current: JobRecord) -> None:
+            current.spec = upgraded
+
+        return self.jobs.update(record.id, upgrade)
 
     def run_job(self, record: JobRecord) -> None:
         """Run a claimed attempt to a final status, or hand it back, or give it up."""
@@ -266,3 +288,16 @@ class Worker:
         except LeaseLost:
             log.warning("job %s: could not record %s, the lease was lost", record.id, status)
             return None
+
+
+def _added_keys(old: Any, new: Any, path: str = "") -> list[str]:
+    """The dotted paths in ``new`` that ``old`` lacks (dictionaries only)."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return []
+    added = []
+    for key, value in new.items():
+        if key not in old:
+            added.append(f"{path}{key}")
+        else:
+            added += _added_keys(old[key], value, f"{path}{key}.")
+    return added
