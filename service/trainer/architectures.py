@@ -33,6 +33,7 @@ from service.contract.architectures import ARCHITECTURES
 from service.contract.plan import ArchitectureSettings, TrainingPlan
 from service.trainer.errors import Incompatible, InvalidModel
 from service.trainer.loading import LoadedModel, open_base_model
+from service.trainer.model_safety import check_hdf5_file
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 FIELD = "base_model.weights_uri"
@@ -240,6 +241,7 @@ def weights_layout(path: Path, shown: str) -> str:
                 "publishes it, or a .weights.h5 written by model.save_weights.",
                 field=FIELD,
             )
+    check_hdf5_file(path, shown, FIELD)
     try:
         with h5py.File(path, "r") as handle:
             if "layer_names" in handle.attrs:

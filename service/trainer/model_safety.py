@@ -25,7 +25,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from service.trainer.errors import InvalidModel
 
@@ -37,6 +37,8 @@ PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: Largest configuration read (bytes); a real model's is a few MB at most.
 MAX_CONFIG_BYTES = 64 * 1024 * 1024
 FIELD = "base_model.uri"
+#: Most groups and datasets an HDF5 model or weights file may hold; Keras models hold thousands.
+MAX_HDF5_OBJECTS = 1_000_000
 
 
 def check_model_file(path: str | os.PathLike[str], file_format: str) -> None:
@@ -48,13 +50,17 @@ def check_model_file(path: str | os.PathLike[str], file_format: str) -> None:
 
     Raises:
         InvalidModel: The configuration cannot be read, or names a Lambda layer, a module
-            outside Keras, a custom class or an activation that is not a Keras name.
+            outside Keras, a custom class or an activation that is not a Keras name; or an
+            HDF5 part (the ``.h5``, the ``.keras`` file's ``model.weights.h5``) reaches outside
+            the file (check_hdf5_file).
     """
     path = Path(path)
     if file_format == "keras":
         configs = [_keras_zip_config(path)]
+        _check_keras_zip_weights(path)
     elif file_format == "h5":
         configs = [_h5_config(path)]
+        check_hdf5_file(path, path.name)
     elif file_format == "saved_model":
         configs = list(_saved_model_configs(path))
     else:
@@ -67,6 +73,88 @@ def check_model_file(path: str | os.PathLike[str], file_format: str) -> None:
                 "file must not be able to run code. Replace it with built-in Keras layers and "
                 "save the model again; nothing from the file was run."
             )
+
+
+def check_hdf5_file(
+    source: str | os.PathLike[str] | IO[bytes], shown: str, field: str = FIELD
+) -> None:
+    """Refuses an HDF5 file that would make a reader open other files of this machine.
+
+    HDF5 lets a file point outside itself: an external link (a group member that is an object
+    of another file, by path), a virtual dataset (its data mapped from other files) and a
+    dataset with external storage (its raw bytes in other files, by path). Reading a model's
+    weights through any of them would read files of the worker into the model. Every member is
+    visited by its link, without following any (soft links point inside the file).
+
+    Args:
+        source: The file, or an open binary file object (a zip member).
+        shown: The file's name for messages.
+        field: The spec field the file came from.
+
+    Raises:
+        InvalidModel: The file holds one of these, more than MAX_HDF5_OBJECTS objects, or is
+            not readable as HDF5.
+    """
+    import h5py
+
+    try:
+        with h5py.File(source, "r") as handle:
+            problem = _hdf5_problem(handle, h5py)
+    except OSError as exc:
+        raise InvalidModel(
+            f"{field}: {shown!r} is not a readable HDF5 file. Save the model again with "
+            "model.save('model.keras').",
+            field=field,
+        ) from exc
+    if problem is not None:
+        raise InvalidModel(
+            f"{field}: {shown!r} holds {problem}, which the service refuses: a model file must "
+            "not read other files. Save the model again with model.save('model.keras'); "
+            "nothing was read through it.",
+            field=field,
+        )
+
+
+def _hdf5_problem(handle: Any, h5py: Any) -> str | None:
+    seen: set[int] = set()
+    stack = [handle]
+    count = 0
+    while stack:
+        group = stack.pop()
+        for name in group:
+            link = group.get(name, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                return f"an external link {name!r} to the file {link.filename!r}"
+            if not isinstance(link, h5py.HardLink):
+                continue  # a soft link names a path inside this file, visited by its own name
+            node = group[name]
+            count += 1
+            if count > MAX_HDF5_OBJECTS:
+                return f"more than {MAX_HDF5_OBJECTS:,} objects"
+            if isinstance(node, h5py.Dataset):
+                if node.is_virtual:
+                    return f"a virtual dataset {node.name!r} (its data mapped from other files)"
+                if node.external:
+                    return f"a dataset {node.name!r} stored in external files"
+            elif isinstance(node, h5py.Group) and hash(node.id) not in seen:
+                seen.add(hash(node.id))
+                stack.append(node)
+    return None
+
+
+def _check_keras_zip_weights(path: Path) -> None:
+    """The ``.keras`` file's ``model.weights.h5`` (where it holds one) through check_hdf5_file."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if "model.weights.h5" not in archive.namelist():
+                return
+            with archive.open("model.weights.h5") as member:
+                check_hdf5_file(member, f"{path.name} (model.weights.h5)")
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InvalidModel(
+            f"{FIELD}: {path.name!r} is not a readable .keras file (a damaged zip archive). "
+            "Save the model again with model.save('model.keras')."
+        ) from exc
 
 
 def find_unsafe(config: Any) -> str | None:
