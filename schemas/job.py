@@ -18,6 +18,8 @@ ERROR_CODES = (
     "timeout",
     "gate_failed",
     "out_of_memory",
+    "disk_full",
+    "killed",
     "output_exists",
     "cancelled",
     "attempts_exhausted",

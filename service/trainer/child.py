@@ -14,6 +14,7 @@ import sys
 import traceback
 from collections.abc import Callable
 
+from service.contract.faults import is_disk_full
 from service.contract.messages import (
     ChildMessage,
     Failed,
@@ -33,6 +34,11 @@ INTERRUPTED_MESSAGE = "The trainer was interrupted."
 OUT_OF_MEMORY_MESSAGE = (
     "Training ran out of memory. Lower training.batch_size or dataset.image_size, or freeze more "
     "layers."
+)
+
+DISK_FULL_MESSAGE = (
+    "The trainer's disk ran out of space while writing (checkpoints, TensorBoard logs or the "
+    "exported model)."
 )
 
 Send = Callable[[ChildMessage], None]
@@ -85,7 +91,14 @@ def failure(exc: BaseException) -> Failed:
 
 
 def describe_failure(exc: BaseException) -> tuple[str, str]:
-    """The job error code and user message for an exception from the trainer."""
+    """The job error code and user message for an exception from the trainer.
+
+    A full disk comes first: TensorFlow reports ENOSPC as a ResourceExhaustedError, and a
+    trainer error may have been raised from it. The worker words the message (it knows its
+    work directory and how much space is left there).
+    """
+    if is_disk_full(exc):
+        return "disk_full", DISK_FULL_MESSAGE
     if isinstance(exc, TrainerError):
         return exc.code, exc.message
     if isinstance(exc, MemoryError) or _is_resource_exhausted(exc):

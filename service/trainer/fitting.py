@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import keras
 
+from service.contract.faults import is_disk_full
 from service.contract.messages import Info
 from service.contract.plan import EarlyStoppingSettings, Phase, TrainingPlan, TrainingSettings
 from service.trainer.callbacks import ProgressCallback
@@ -392,7 +393,12 @@ def _fit(
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
-    """TensorFlow's ResourceExhaustedError, or XLA's RESOURCE_EXHAUSTED under JAX."""
+    """TensorFlow's ResourceExhaustedError, or XLA's RESOURCE_EXHAUSTED under JAX.
+
+    Not where the disk is full: TensorFlow reports ENOSPC as RESOURCE_EXHAUSTED too.
+    """
+    if is_disk_full(exc):
+        return False
     # Looked up where TensorFlow is already loaded: fit must not import it under another backend.
     tf = sys.modules.get("tensorflow")
     exhausted = getattr(getattr(tf, "errors", None), "ResourceExhaustedError", None)

@@ -7,6 +7,10 @@ messages (service.contract.messages) come back one JSON line each. The child ask
 kill it when the thread that started it ends (``PR_SET_PDEATHSIG``), so a worker killed with
 SIGKILL leaves no trainer behind; start children only from long-lived threads.
 
+A child that dies without a final message is judged by the evidence (``died``): SIGKILL is out
+of memory only where the memory cgroup's count of OOM kills rose between its request and its
+end; otherwise it is ``killed``, from outside the service.
+
 Every child runs one request and exits. A TrainerPool can start the next one ahead of time (a
 warm trainer): it imports TensorFlow while the worker waits for work or stages inputs, so that a
 run does not pay for that import (seconds on a CPU) before its first step.
@@ -44,6 +48,7 @@ from service.contract.messages import (
 from service.contract.request import TrainingOutcome, TrainingRequest
 from service.worker.child_stderr import StderrFilter, dropped_lines, machine_has_nvidia_device
 from service.worker.errors import JobFailure
+from service.worker.faults import OomKillCounter
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +107,13 @@ class TrainerProcess:
         ready: Set once the child has imported TensorFlow and the trainer.
     """
 
-    def __init__(self, name: str = "trainer") -> None:
+    def __init__(self, name: str = "trainer", oom_kills: OomKillCounter | None = None) -> None:
         #: For logs; the pool adds the pid, and what the child runs once it has a request.
         self.name = name
+        #: The memory cgroup's count of OOM kills (this process's cgroup, the child's too).
+        self.oom_kills = OomKillCounter() if oom_kills is None else oom_kills
+        # Read again at submit: OOM kills while a spare waits are none of its request's.
+        self._oom_kills_at_submit = self.oom_kills.read()
         self.ready = threading.Event()
         # None: the child closed its end of the message pipe (it exited, or is about to).
         self._messages: queue.Queue[ChildMessage | None] = queue.Queue()
@@ -139,6 +148,7 @@ class TrainerProcess:
         stdin, self.process.stdin = self.process.stdin, None
         if stdin is None:
             raise RuntimeError(f"{self.name} was already given a request")
+        self._oom_kills_at_submit = self.oom_kills.read()
         try:
             stdin.write(json.dumps(request.to_dict()).encode() + b"\n")
             stdin.close()
@@ -231,17 +241,45 @@ class TrainerProcess:
             code = self.process.wait(_STOP_GRACE_SECONDS)
         except subprocess.TimeoutExpired:  # it closed its messages but lives on
             code = None
-        return died(code)
+        before, after = self._oom_kills_at_submit, self.oom_kills.read()
+        return died(code, None if before is None or after is None else after > before)
 
 
-def died(code: int | None) -> JobFailure:
-    """The failure of a child that ended without a final message, by its exit status."""
-    if code == -signal.SIGKILL:
+#: ``died``'s message for a SIGKILL the memory cgroup does not explain.
+KILLED_MESSAGE = (
+    "The training process was killed by SIGKILL from outside the service (an operator, the "
+    "container runtime or another program), not by the out-of-memory killer as far as the "
+    "memory cgroup's count of OOM kills says."
+)
+
+
+def died(code: int | None, oom_killed: bool | None = None) -> JobFailure:
+    """The failure of a child that ended without a final message, by its exit status.
+
+    Args:
+        code: Its exit status (``-signal`` where a signal ended it); None: not known.
+        oom_killed: Whether the memory cgroup's count of OOM kills rose while it ran; None
+            where no cgroup file counts them.
+
+    SIGKILL with the count risen is ``out_of_memory``; otherwise ``killed`` (where the count
+    is not known, the message says that it may have been the OOM killer).
+    """
+    if code == -signal.SIGKILL and oom_killed:
         return JobFailure(
             "out_of_memory",
-            "The training process was killed (likely out of memory). "
-            "Try a smaller training.batch_size or dataset.image_size.",
+            "The training process was killed by the kernel's out-of-memory killer (the memory "
+            "cgroup's count of OOM kills rose while it ran). Try a smaller "
+            "training.batch_size or dataset.image_size, or a worker with more memory.",
         )
+    if code == -signal.SIGKILL:
+        if oom_killed is None:
+            return JobFailure(
+                "killed",
+                "The training process was killed by SIGKILL. This machine's memory cgroup does "
+                "not count OOM kills, so the service cannot tell whether the out-of-memory "
+                "killer did it or something outside the service.",
+            )
+        return JobFailure("killed", KILLED_MESSAGE)
     if code is not None and code < 0:
         try:
             how = f"signal {signal.Signals(-code).name}"
@@ -262,8 +300,10 @@ class TrainerPool:
     next. Safe to use from several threads (the job loop and the dry runs share one pool).
     """
 
-    def __init__(self, warm: bool = True) -> None:
+    def __init__(self, warm: bool = True, oom_kills: OomKillCounter | None = None) -> None:
         self.warm = warm
+        #: Shared by its children (read at each request and at each death).
+        self.oom_kills = OomKillCounter() if oom_kills is None else oom_kills
         self._spare: TrainerProcess | None = None
         self._lock = threading.Lock()
         self.last_pid: int | None = None
@@ -286,7 +326,7 @@ class TrainerPool:
                 self._spare.close()
                 self._spare = None
             if self._spare is None:
-                self._spare = TrainerProcess(name="trainer-warm")
+                self._spare = TrainerProcess("trainer-warm", self.oom_kills)
                 log.info("warm trainer process %s started", self._spare.pid)
 
     def run(
@@ -303,7 +343,7 @@ class TrainerPool:
         if child is None or not warm:
             if child is not None:
                 child.close()
-            child = TrainerProcess(name="trainer")
+            child = TrainerProcess("trainer", self.oom_kills)
         child.name = f"trainer {child.pid} ({request.mode} {request.job_id})"
         self.last_pid, self.last_was_warm = child.pid, warm
         log.info("%s: %s", child.name, "warm" if warm else "started now")

@@ -12,16 +12,17 @@ halving the batch size cannot help it, more scratch space can.
 
 from __future__ import annotations
 
-import errno
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from service.contract.faults import is_disk_full
 from service.worker.errors import JobFailure
+
+__all__ = ["OomKillCounter", "disk_full", "is_disk_full", "oom_kill_files"]
 
 #: Where the cgroup file systems are mounted (cgroup v2, or v1 with its controllers).
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-NO_SPACE = "No space left on device"
 
 
 def _cgroup_lines(proc_cgroup: Path) -> Iterator[tuple[str, str]]:
@@ -89,20 +90,6 @@ class OomKillCounter:
     def rose(before: int | None, after: int | None) -> bool:
         """Whether the count rose between two readings (False where either is unknown)."""
         return before is not None and after is not None and after > before
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what caused it) says the disk is full."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.errno == errno.ENOSPC:
-            return True
-        if NO_SPACE in str(current):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
 
 
 def disk_full(work_dir: Path, during: str, needed_bytes: int | None = None) -> JobFailure:

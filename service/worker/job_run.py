@@ -29,6 +29,7 @@ from service.jobs.outputs import CLAIM_FILE, OutputClaims
 from service.storage.errors import StorageError
 from service.worker.child_runner import TrainerPool, run_training
 from service.worker.errors import JobAbandoned, JobCancelled, JobFailure, JobInterrupted
+from service.worker.faults import disk_full, is_disk_full
 from service.worker.gate import check_gate
 from service.worker.heartbeat import Heartbeat
 from service.worker.manifest import build_manifest
@@ -36,6 +37,15 @@ from service.worker.staging import StagedInputs, Stager
 from service.worker.visuals import prepare_visuals
 
 log = logging.getLogger(__name__)
+
+#: What an attempt writes to its scratch in each phase, for the disk_full message.
+_WRITING_IN = {
+    "downloading": "downloading the job's inputs",
+    "loading": "the trainer loaded the model and the data",
+    "training": "training (checkpoints, TensorBoard logs)",
+    "exporting": "exporting the model",
+    "uploading": "drawing the history plot before the upload",
+}
 
 
 class JobRun:
@@ -48,8 +58,12 @@ class JobRun:
         stager: Storage I/O for inputs and outputs.
         heartbeat: The running heartbeat of this attempt (progress and events go through it).
         job_dir: Local scratch for this attempt.
+        work_dir: The worker's scratch directory (FINETUNE_WORK_DIR) that holds ``job_dir``;
+            a full disk is reported with its name and free space.
         stopping: Set when the worker must hand the job back (SIGTERM).
-        min_batch_size: Out-of-memory retries halve the batch size down to this.
+        min_batch_size: Out-of-memory retries halve the batch size down to this (each halving
+            is an ``oom_retry`` event); a SIGKILL that the memory cgroup does not explain is
+            retried once at the same batch size (a ``killed_retry`` event).
         data_cache_mb: The trainer's cache of decoded images (Config.data_cache_mb).
         fault_oom_above_batch: Test-only (Config.fault_oom_above_batch).
         on_message: Also sees every message of the trainer (metrics).
@@ -66,6 +80,7 @@ class JobRun:
         stager: Stager,
         heartbeat: Heartbeat,
         job_dir: Path,
+        work_dir: Path,
         stopping: threading.Event,
         min_batch_size: int,
         data_cache_mb: float | None = None,
@@ -79,6 +94,7 @@ class JobRun:
         self.stager = stager
         self.heartbeat = heartbeat
         self.job_dir = job_dir
+        self.work_dir = work_dir
         self.stopping = stopping
         self.min_batch_size = min_batch_size
         self.data_cache_mb = data_cache_mb
@@ -86,6 +102,7 @@ class JobRun:
         self.published: list[str] = []
         self._observe = on_message
         self._run_training = run_training if trainers is None else trainers.train
+        self._phase = "starting"
         self._first_started = parse(record.started_at) if record.started_at else utcnow()
 
     @cached_property
@@ -113,18 +130,35 @@ class JobRun:
     def phase(self, phase: str) -> None:
         """Record a new phase in the job's progress and events."""
         self.heartbeat.update(progress={**self.heartbeat.progress, "phase": phase})
+        self._phase = phase
         self.heartbeat.event("phase", f"Phase {phase}.", {"phase": phase})
         self.heartbeat.flush()
 
     # the attempt -----------------------------------------------------------------------
     def execute(self) -> tuple[dict[str, Any], dict[str, float]]:
-        """Run the attempt to its result; returns (result, final metrics)."""
+        """Run the attempt to its result; returns (result, final metrics).
+
+        A full disk anywhere (staging, the trainer's writes, the plot) ends it as
+        ``disk_full``, naming the work directory and its free space.
+        """
+        try:
+            return self._execute()
+        except (JobCancelled, JobAbandoned, JobInterrupted):
+            raise
+        except Exception as exc:
+            # The trainer child says disk_full; the worker names its directory and free space.
+            if is_disk_full(exc) or (isinstance(exc, JobFailure) and exc.code == "disk_full"):
+                during = _WRITING_IN.get(self._phase, f"in phase {self._phase}")
+                raise disk_full(self.work_dir, during) from exc
+            raise
+
+    def _execute(self) -> tuple[dict[str, Any], dict[str, float]]:
         started = time.monotonic()
         self.phase("downloading")
         inputs = self.stager.stage_inputs(self.plan, self.job_dir / "inputs")
         self.watchdog()
         staged_at = time.monotonic()
-        outcome = self._train_with_oom_retries(inputs)
+        outcome = self._train_with_retries(inputs)
         trained_at = time.monotonic()
         check_gate(self.plan.gate, outcome.metrics)
         self.phase("uploading")
@@ -167,15 +201,36 @@ class JobRun:
             fault_oom_above_batch=self.fault_oom_above_batch,
         )
 
-    def _train_with_oom_retries(self, inputs: StagedInputs) -> TrainingOutcome:
+    def _train_with_retries(self, inputs: StagedInputs) -> TrainingOutcome:
+        """Train; out of memory halves the batch size, an unexplained SIGKILL retries once.
+
+        Each retry resumes from the last checkpoint and says so in an event, with the batch
+        sizes: the user's batch size never changes silently.
+        """
         batch_size = self.plan.training_plan.training.batch_size
         tried: list[int] = []
+        killed = 0
         while True:
             try:
                 return self._run_training(
                     self._request(inputs, batch_size), self._on_message, self.watchdog
                 )
             except JobFailure as failure:
+                if failure.code == "killed" and killed == 0:
+                    killed += 1
+                    self.heartbeat.event(
+                        "killed_retry",
+                        f"{failure.message} Retrying once at the same batch size ({batch_size}).",
+                        {"batch_size": batch_size, "next_batch_size": batch_size},
+                    )
+                    continue
+                if failure.code == "killed":
+                    raise JobFailure(
+                        "killed",
+                        f"{failure.message} It happened again on the retry at batch size "
+                        f"{batch_size}; find what kills the worker's processes (its "
+                        "container's limits, an operator's tooling), then resubmit the job.",
+                    ) from failure
                 if failure.code != "out_of_memory":
                     raise
                 tried.append(batch_size)
@@ -190,7 +245,8 @@ class JobRun:
                     ) from failure
                 self.heartbeat.event(
                     "oom_retry",
-                    f"Out of memory at batch size {batch_size}; retrying with {smaller}.",
+                    f"Out of memory at batch size {batch_size}; retrying with {smaller} "
+                    f"(training.batch_size was {tried[0]}). {failure.message}",
                     {"batch_size": batch_size, "next_batch_size": smaller},
                 )
                 batch_size = smaller

@@ -172,6 +172,7 @@ class Worker:
             stager=self.stager,
             heartbeat=heartbeat,
             job_dir=job_dir,
+            work_dir=self.config.work_dir,
             stopping=self.stopping,
             min_batch_size=self.config.min_batch_size,
             data_cache_mb=self.config.data_cache_mb,

@@ -23,7 +23,8 @@ from service.contract.messages import (
     is_final,
 )
 from service.trainer.child import describe_failure, run_request
-from service.trainer.errors import Incompatible
+from service.trainer.errors import Incompatible, OutOfMemory
+from tests.helpers.small_disk import small_tmpfs
 from tests.trainer.support import Recorder, make_request
 
 pytestmark = pytest.mark.slow
@@ -193,10 +194,25 @@ def test_train_mode_stops_at_the_first_problem_before_training(
             "out_of_memory",
         ),
         (RuntimeError("boom"), "internal"),
+        (OSError(28, "No space left on device"), "disk_full"),
     ],
 )
 def test_failures_map_to_job_error_codes(exc: BaseException, code: str) -> None:
     assert describe_failure(exc)[0] == code
+
+
+def test_tensorflows_write_to_a_full_disk_is_disk_full_not_out_of_memory(tmp_path: Path) -> None:
+    # TensorFlow reports ENOSPC as a ResourceExhaustedError, its class for an allocator out of
+    # memory too; a real small tmpfs makes it say so.
+    with (
+        small_tmpfs(tmp_path / "disk", 1024**2) as disk,
+        pytest.raises(tf.errors.ResourceExhaustedError) as caught,
+    ):
+        tf.io.write_file(str(disk / "big"), tf.constant(b"\0" * 2 * 1024**2))
+    assert describe_failure(caught.value)[0] == "disk_full"
+    wrapped = OutOfMemory("ran out of memory in phase 1")
+    wrapped.__cause__ = caught.value  # how fitting.py raised it before
+    assert describe_failure(wrapped)[0] == "disk_full"
 
 
 def test_importing_the_child_module_does_not_load_tensorflow() -> None:
