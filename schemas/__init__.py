@@ -1,5 +1,6 @@
 """Marshmallow schemas: the single source of truth for the wire format. No I/O here."""
 
+from schemas.aliases import AliasQuerySchema, AliasRollbackSchema, AliasSchema
 from schemas.dry_run import DryRunReportSchema
 from schemas.errors import ErrorSchema
 from schemas.events import EventListSchema, EventQuerySchema, EventSchema
@@ -8,6 +9,9 @@ from schemas.job_spec import JobSpecSchema
 from schemas.queries import JobListQuerySchema, SubmitQuerySchema
 
 __all__ = [
+    "AliasQuerySchema",
+    "AliasRollbackSchema",
+    "AliasSchema",
     "DryRunReportSchema",
     "ErrorSchema",
     "EventListSchema",

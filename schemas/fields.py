@@ -25,6 +25,11 @@ URI_PATTERN = rf"^{_NO_DOT_SEGMENT}(s3://{_BUCKET}(/{_SAFE}*)?|file://(localhost
 PREFIX_PATTERN = (
     rf"^{_NO_DOT_SEGMENT}(s3://{_BUCKET}(/({_SAFE}*/)?)?|file://(localhost)?/({_SAFE}*/)?)$"
 )
+#: The same, for a URI that must name one object (a key not ending with '/').
+_LAST = r"[^/?#\x00-\x1f\x7f\\]"
+OBJECT_PATTERN = (
+    rf"^{_NO_DOT_SEGMENT}(s3://{_BUCKET}/{_SAFE}*{_LAST}|file://(localhost)?/{_SAFE}*{_LAST})$"
+)
 Access = Literal["read", "write"]
 MAX_LAYER_INDEX = 100_000
 MAX_LAYER_NAME = 256
@@ -34,7 +39,8 @@ class StorageURIField(fields.String):
     """A storage URI: ``s3://bucket/key`` or ``file:///path`` (other schemes are refused).
 
     Args:
-        prefix: True where the URI must name a folder (end with '/').
+        prefix: True where the URI must name a folder (end with '/'), False where it must
+            name one object (not end with '/'), None where either will do.
         access: What the job does there: ``read`` (inputs) or ``write`` (outputs). Where
             tokens are configured, the caller's tenant must hold a prefix of that kind
             covering the URI (service/api/access.py walks the schema for these fields).
@@ -47,7 +53,7 @@ class StorageURIField(fields.String):
         kwargs["metadata"] = {
             "description": "s3://bucket/key, or file:///path where the service has local storage.",
             "maxLength": MAX_URI_LENGTH,
-            "pattern": PREFIX_PATTERN if prefix else URI_PATTERN,
+            "pattern": {True: PREFIX_PATTERN, False: OBJECT_PATTERN}.get(prefix, URI_PATTERN),
             "x-storage-access": access,
             **kwargs["metadata"],
         }
@@ -77,6 +83,8 @@ class StorageURIField(fields.String):
             raise ValidationError(f"Not a usable storage location: {reason}.")
         if self.prefix is True and not parsed.is_prefix:
             raise ValidationError("Must be a prefix ending with '/'.")
+        if self.prefix is False and parsed.is_prefix:
+            raise ValidationError("Must name one object, not a prefix ending with '/'.")
         return text
 
 

@@ -53,6 +53,18 @@ class ProgressSchema(Schema):
     percent = fields.Float(required=True)
 
 
+class PromotionSchema(Schema):
+    """The alias a succeeded job promoted its model to (spec ``promote``)."""
+
+    alias_uri = fields.String(required=True)
+    version = fields.Integer(required=True, metadata={"description": "The alias's new version."})
+    previous_target = fields.Dict(
+        allow_none=True,
+        required=True,
+        metadata={"description": "The target it replaced (job_id and URIs), null for a new alias."},
+    )
+
+
 class ResultSchema(Schema):
     """What a succeeded job wrote."""
 
@@ -75,6 +87,10 @@ class ResultSchema(Schema):
             "description": "TensorBoard event files (train/ and validation/): "
             "tensorboard --logdir <this prefix>."
         }
+    )
+    promotion = fields.Nested(
+        PromotionSchema,
+        metadata={"description": "Where spec promote is given: the alias it changed."},
     )
 
 

@@ -665,6 +665,22 @@ class OutputSchema(StrictSchema):
     )
 
 
+class PromoteSchema(StrictSchema):
+    """Where the job's model becomes current once it is published and its gate passed."""
+
+    alias_uri = StorageURIField(
+        prefix=False,
+        access="write",
+        required=True,
+        metadata={
+            "description": "An alias object (JSON, e.g. s3://models/flowers/production.json; "
+            "created where there is none): its target becomes this job's model by "
+            "compare-and-swap, the earlier target kept in its history. Read it with "
+            "GET /v1/aliases?uri=...; undo with POST /v1/aliases/rollback."
+        },
+    )
+
+
 class GateSchema(StrictSchema):
     """A bar the final metric must clear for the job to succeed."""
 
@@ -786,6 +802,12 @@ class JobSpecSchema(StrictSchema):
         load_default=None,
         allow_none=True,
         metadata={"description": "Default null: no gate."},
+    )
+    promote = fields.Nested(
+        PromoteSchema,
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Default null: the job changes no alias."},
     )
     limits = fields.Nested(LimitsSchema, load_default=_defaults(LimitsSchema))
     resources = fields.Nested(ResourcesSchema, load_default=_defaults(ResourcesSchema))

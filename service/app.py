@@ -14,7 +14,7 @@ from flask_smorest import Api
 
 from schemas import ErrorSchema
 from service import __version__
-from service.api import auth, bodies, docs, errors, health, jobs, metrics
+from service.api import aliases, auth, bodies, docs, errors, health, jobs, metrics
 from service.api.inputs import InputChecks
 from service.api.openapi_extras import SchemaExtrasPlugin, install_converters
 from service.config import Config
@@ -102,6 +102,7 @@ def create_app(
     auth.install(app, tokens)
     bodies.install(app)
     api.register_blueprint(jobs.blp)
+    api.register_blueprint(aliases.blp)
     api.register_blueprint(health.blp)
     app.register_blueprint(metrics.blp)
     app.register_blueprint(docs.blp)

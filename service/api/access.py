@@ -135,6 +135,40 @@ def check_spec_storage(spec: dict[str, Any], principal: Principal | None = None)
         )
 
 
+def check_uri_storage(location: str, field_name: str, uri: str, access: Access) -> None:
+    """Abort with 422 (a ``file://`` URI where the service has no local storage) or 403
+    (outside the caller's prefixes for ``access``) for one URI outside a job spec.
+
+    Args:
+        location: Where the URI came from in the request: ``query`` or ``json``.
+        field_name: Its field there.
+        uri: The URI (already checked by its schema).
+        access: ``read`` or ``write``.
+    """
+    errors: dict[Any, Any] = {}
+    if not services().config.allow_local_storage and parse_uri(uri).scheme == "file":
+        set_error(
+            errors, (field_name,), "file:// storage is not enabled on this service: use s3://."
+        )
+        abort(422, message="The request has invalid fields: see errors.", errors={location: errors})
+    principal = current_principal()
+    allowed = principal.may_write(uri) if access == "write" else principal.may_read(uri)
+    if principal.unrestricted or allowed:
+        return
+    prefixes = principal.write if access == "write" else principal.read
+    listed = ", ".join(str(prefix) for prefix in prefixes or ()) or "none"
+    set_error(
+        errors,
+        (field_name,),
+        f"Tenant {principal.tenant!r} may not {access} {uri}. Prefixes it may {access}: {listed}.",
+    )
+    abort(
+        403,
+        message=f"Tenant {principal.tenant!r} may not {access} {uri}: see errors.",
+        errors={location: errors},
+    )
+
+
 def requires_spec_storage(view: View) -> View:
     """Decorate a view method ``(self, spec, ...)`` to run ``check_spec_storage`` first."""
 

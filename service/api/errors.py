@@ -43,8 +43,18 @@ def error_body(code: int, message: str, errors: dict[str, Any] | None = None) ->
         "message": redact(message),
     }
     if errors:
-        body["errors"] = redact_data(errors)
+        body["errors"] = redact_data(_string_keys(errors))
     return body
+
+
+def _string_keys(value: Any) -> Any:
+    """``value`` with every mapping key a string: marshmallow mixes list indexes (ints) and
+    ``_schema`` under one field, which JSON with sorted keys cannot order."""
+    if isinstance(value, dict):
+        return {str(key): _string_keys(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_string_keys(item) for item in value]
+    return value
 
 
 def _http_error(exc: HTTPException) -> Response:

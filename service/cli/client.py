@@ -112,6 +112,17 @@ class ApiClient:
         query = {name: value for name, value in params.items() if value is not None}
         return self._call("GET", "/v1/jobs", params=query)
 
+    def alias(self, uri: str) -> dict[str, Any]:
+        """GET /v1/aliases?uri=."""
+        return self._call("GET", "/v1/aliases", params={"uri": uri})
+
+    def rollback_alias(self, uri: str, version: int | None = None) -> dict[str, Any]:
+        """POST /v1/aliases/rollback."""
+        body: dict[str, Any] = {"uri": uri}
+        if version is not None:
+            body["version"] = version
+        return self._call("POST", "/v1/aliases/rollback", body=body)
+
     # plumbing --------------------------------------------------------------------------
     def _call(
         self,

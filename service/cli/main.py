@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from service.cli.aliases import cmd_alias_rollback, cmd_alias_show
 from service.cli.client import ApiClient
 from service.cli.dry_run_report import summarize
 from service.cli.errors import CliError
@@ -332,6 +333,34 @@ def build_parser(environment: CliSettings | None = None) -> argparse.ArgumentPar
         "Dry-run a spec: check it and its inputs; print a summary (--json: the whole report).",
     )
     validate.add_argument("spec", help="job spec file: .yaml, .yml or .json")
+
+    alias = commands.add_parser(
+        "alias",
+        help="Show or roll back an alias that jobs promote to (spec promote.alias_uri).",
+        description="Show or roll back an alias that jobs promote to (spec promote.alias_uri).",
+    )
+    alias_commands = alias.add_subparsers(dest="alias_command", required=True, metavar="ACTION")
+
+    def add_alias(name: str, run: Command, help_: str) -> Any:
+        sub = alias_commands.add_parser(
+            name,
+            help=help_,
+            description=help_,
+            parents=[common],
+            epilog=EXIT_CODES_HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.set_defaults(run=run)
+        sub.add_argument("uri", help="the alias object, e.g. s3://models/flowers/production.json")
+        return sub
+
+    add_alias("show", cmd_alias_show, "Show an alias: its target and its earlier states.")
+    rollback = add_alias(
+        "rollback", cmd_alias_rollback, "Point an alias back at the target before its current one."
+    )
+    rollback.add_argument(
+        "--version", type=int, help="only while the alias is at this version (409 otherwise)"
+    )
     return parser
 
 

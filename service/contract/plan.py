@@ -487,6 +487,7 @@ class JobPlan:
         dataset: Where the data is.
         output_uri: The prefix the results go under (``output.uri``).
         output_overwrite: Whether a model already published there may be replaced.
+        promote_alias_uri: The alias the published model becomes the target of, or None.
         gate: The bar the final metric must clear, or None.
         limits: Run time and attempts.
         webhook_url: ``notify.webhook_url``, or None.
@@ -499,6 +500,7 @@ class JobPlan:
     dataset: DatasetSource
     output_uri: str
     output_overwrite: bool
+    promote_alias_uri: str | None
     gate: Gate | None
     limits: Limits
     webhook_url: str | None
@@ -514,7 +516,7 @@ class JobPlan:
         raw = _Section(spec)
         base, dataset = raw.required("base_model"), raw.required("dataset")
         gate, limits, notify = raw.section("gate"), raw.required("limits"), raw.section("notify")
-        output = raw.required("output")
+        output, promote = raw.required("output"), raw.section("promote")
         return cls(
             name=raw["name"],
             labels=dict(raw["labels"]),
@@ -526,6 +528,7 @@ class JobPlan:
             ),
             output_uri=str(output["uri"]),
             output_overwrite=bool(output["overwrite"]),
+            promote_alias_uri=None if promote is None else str(promote["alias_uri"]),
             gate=None if gate is None else Gate(gate["metric"], gate["min"], gate["max"]),
             limits=Limits(
                 max_runtime_seconds=int(limits["max_runtime_seconds"]),

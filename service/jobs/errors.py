@@ -55,3 +55,36 @@ class DryRunTimedOut(JobError):
 
 class OutputTaken(JobError):
     """The output prefix holds a published model, or another job claimed it first."""
+
+
+class AliasError(JobError):
+    """Base class for alias failures."""
+
+
+class NoSuchAlias(AliasError):
+    """No alias object at the URI."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(f"No alias at {uri}: a job with promote.alias_uri creates it.")
+        self.uri = uri
+
+
+class InvalidAlias(AliasError):
+    """The object at the URI is not an alias object."""
+
+
+class NoEarlierTarget(AliasError):
+    """A rollback with nothing to roll back to."""
+
+
+class AliasChanged(AliasError):
+    """The alias is no longer at the version the caller expected."""
+
+    def __init__(self, uri: str, expected: int, current: int) -> None:
+        super().__init__(
+            f"The alias {uri} is at version {current}, not {expected}: it changed since it "
+            "was read. Show it again and decide anew."
+        )
+        self.uri = uri
+        self.expected = expected
+        self.current = current

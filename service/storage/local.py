@@ -53,13 +53,18 @@ class LocalObjectStore(ObjectStore):
         """Read an object.
 
         Raises:
-            NoSuchKey: Nothing is stored at ``key``.
+            NoSuchKey: No regular file is stored at ``key``.
+            StorageError: The file cannot be read (permissions).
         """
         path = self._path(key)
         try:
+            if not S_ISREG(path.stat().st_mode):
+                raise NoSuchKey(key)  # a device, a socket, a pipe: no object (and no end)
             data = path.read_bytes()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
             raise NoSuchKey(key) from exc
+        except OSError as exc:
+            raise StorageError(f"{key} cannot be read: {exc.strerror or exc}.") from exc
         return StoredObject(data=data, etag=hashlib.md5(data).hexdigest())
 
     def put(self, key: str, data: bytes) -> str:

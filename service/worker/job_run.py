@@ -1,4 +1,4 @@
-"""One attempt at one job: stage, train (resuming from a checkpoint), gate, publish."""
+"""One attempt at one job: stage, train (resuming from a checkpoint), gate, publish, promote."""
 
 from __future__ import annotations
 
@@ -22,9 +22,10 @@ from service.contract.plan import JobPlan, with_batch_size
 from service.contract.request import TrainingOutcome, TrainingRequest
 from service.contract.uri import parse_uri
 from service.jobs import JobRecord, JobStore
+from service.jobs.aliases import Alias, AliasStore, AliasTarget
 from service.jobs.checkpoints import CheckpointStore
 from service.jobs.clock import parse, utcnow
-from service.jobs.errors import OutputTaken
+from service.jobs.errors import InvalidAlias, OutputTaken
 from service.jobs.outputs import CLAIM_FILE, OutputClaims
 from service.storage.errors import StorageError
 from service.worker.child_runner import TrainerPool, run_training
@@ -168,6 +169,9 @@ class JobRun:
         }
         result = self._publish(inputs, outcome, timings)
         self.watchdog()
+        # Nothing may stop the job after this: the alias would point at removed outputs.
+        if self.plan.promote_alias_uri is not None:
+            result["promotion"] = self._promote(self.plan.promote_alias_uri, result)
         return result, outcome.metrics
 
     def _request(self, inputs: StagedInputs, batch_size: int) -> TrainingRequest:
@@ -339,7 +343,7 @@ class JobRun:
         """Claim ``output.uri`` before writing there (OutputClaims); with overwrite, first
         remove the manifest and the files this publish replaces, so that no manifest ever
         describes a mix of two jobs' files."""
-        store, prefix = self.stager.open_output(output_uri)
+        store, prefix = self.stager.open_store(output_uri)
         overwrite = self.plan.output_overwrite
         claims = OutputClaims(self.jobs)
         try:
@@ -354,6 +358,42 @@ class JobRun:
                 partial(self.stager.remove_outputs, output_uri, [MANIFEST_FILE, *names]),
                 f"remove the model published under {output_uri} (output.overwrite)",
             )
+
+    def _promote(self, alias_uri: str, result: dict[str, Any]) -> dict[str, Any]:
+        """Make the published model the target of ``promote.alias_uri`` (aliases.py)."""
+        target = AliasTarget(
+            job_id=self.record.id,
+            keras_uri=result["keras_uri"],
+            saved_model_uri=result["saved_model_uri"],
+            manifest_uri=result["manifest_uri"],
+        )
+        store, key = self.stager.open_store(alias_uri)
+        aliases = AliasStore(store, key, alias_uri)
+        written: list[Alias] = []
+        try:
+            self.stager.during_publish(
+                lambda: written.append(aliases.promote(target)), f"promote to {alias_uri}"
+            )
+        except InvalidAlias as exc:
+            raise JobFailure(
+                "storage",
+                f"promote.alias_uri: {exc}. Name a new key there, or an alias that a job "
+                "with promote.alias_uri wrote; the model was not published.",
+                field="promote.alias_uri",
+            ) from exc
+        alias = written[0]
+        previous = alias.history[-1].target.to_dict() if alias.history else None
+        promotion = {
+            "alias_uri": alias_uri,
+            "version": alias.current.version,
+            "previous_target": previous,
+        }
+        self.heartbeat.event(
+            "promoted",
+            f"{alias_uri} now points at this job's model (version {alias.current.version}).",
+            promotion,
+        )
+        return promotion
 
     def remove_partial_outputs(self) -> None:
         """Delete what a publish that did not finish wrote (manifest first: it marks success)."""

@@ -406,9 +406,9 @@ class Stager:
                 store.delete(info.key)
             store.delete(prefix + name)
 
-    def open_output(self, output_uri: str) -> tuple[ObjectStore, str]:
-        """The store and key prefix of ``output_uri`` (for the publish claim)."""
-        return self._storage.open(output_uri)
+    def open_store(self, uri: str) -> tuple[ObjectStore, str]:
+        """The store and key (or prefix) of ``uri``: the publish claim's, the alias's."""
+        return self._storage.open(uri)
 
     def during_publish(self, write: Callable[[], object], what: str) -> None:
         """Run one storage call of the publish, through outages; JobFailure(storage) after."""

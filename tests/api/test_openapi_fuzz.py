@@ -218,7 +218,7 @@ def test_api_answers_as_documented(fuzz_target: tuple[Flask, str]) -> None:
                     _run(operation, mode, token, {cursor}, statuses, storage, **fixed)
                 except (Exception, BaseExceptionGroup) as exc:  # collect all, report together
                     failures.append(f"{label}:\n{exc}")
-    assert len(ran) == 2 * (6 + 2 * 3 + 1) + 2, ran  # every /v1 operation and both probes
+    assert len(ran) == 2 * (8 + 2 * 3 + 1) + 2, ran  # every /v1 operation and both probes
     assert not failures, "\n\n".join(failures)
     # The requests got past authentication and validation as well as being refused by them.
     assert {200, 201, 202, 401, 403, 404, 409, 422} <= set(statuses), statuses

@@ -18,6 +18,8 @@ import pytest
 import requests
 
 from service.cli.progress import event_clock_time
+from service.jobs.aliases import AliasStore, AliasTarget
+from service.storage.local import LocalObjectStore
 from tests.helpers.net import free_port
 from tests.helpers.processes import VENV_BIN, ApiClient, gunicorn_api
 from tests.helpers.specs import raw_spec
@@ -104,3 +106,30 @@ def test_submit_validate_asks_for_the_dry_run_first(api_url: str, tmp_path: Path
     plain = _finetune("--url", api_url, "submit", str(spec))
     assert plain.returncode == 0, plain.stderr
     assert named() == [plain.stdout.strip()]
+
+
+def test_alias_show_and_rollback(api_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "production.json"
+    uri = f"file://{path}"
+    aliases = AliasStore(LocalObjectStore(Path("/")), str(path).lstrip("/"), uri)
+    for name in ("v1", "v2"):
+        aliases.promote(
+            AliasTarget(
+                job_id=f"ftj_{name}",
+                keras_uri=f"file:///models/{name}/model.keras",
+                saved_model_uri=f"file:///models/{name}/saved_model/",
+                manifest_uri=f"file:///models/{name}/manifest.json",
+            )
+        )
+    shown = _finetune("alias", "show", uri, "--url", api_url)
+    assert shown.returncode == 0, shown.stderr
+    assert "version 2" in shown.stdout and "ftj_v2" in shown.stdout
+    assert "history (oldest first)" in shown.stdout and "promoted by ftj_v1" in shown.stdout
+    rolled = _finetune("--url", api_url, "alias", "rollback", uri, "--version", "2")
+    assert rolled.returncode == 0, rolled.stderr
+    assert "now points at ftj_v1 again (version 3; it pointed at ftj_v2)" in rolled.stdout
+    assert aliases.read().current.target.job_id == "ftj_v1"
+    again = _finetune("--url", api_url, "alias", "rollback", uri)
+    assert again.returncode == 2 and "no earlier target" in again.stderr, again.stderr
+    as_json = _finetune("--url", api_url, "alias", "show", uri, "--json")
+    assert json.loads(as_json.stdout)["change"] == {"action": "rollback", "restored_version": 1}

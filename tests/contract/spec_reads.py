@@ -24,6 +24,7 @@ FULL_SPEC_SECTIONS: dict[str, Any] = {
         },
     ],
     "gate": {"metric": "val_accuracy", "min": 0.5},
+    "promote": {"alias_uri": "s3://models/digits/production.json"},
     "notify": {"webhook_url": "https://ci.example.com/hooks/finetune"},
 }
 

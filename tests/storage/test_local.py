@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from service.storage import InvalidKey, LocalObjectStore, StorageError
+from service.storage import InvalidKey, LocalObjectStore, NoSuchKey, StorageError
 
 
 @pytest.mark.parametrize(
@@ -77,3 +78,12 @@ def test_etag_of_a_listing_follows_a_rewrite(tmp_path: Path) -> None:
 def test_list_refuses_a_prefix_leaving_the_root(tmp_path: Path) -> None:
     with pytest.raises(InvalidKey):
         list(LocalObjectStore(tmp_path / "root").list("../"))
+
+
+def test_only_regular_files_are_objects_to_get(tmp_path: Path) -> None:
+    store = LocalObjectStore(Path("/"))
+    with pytest.raises(NoSuchKey):
+        store.get("dev/zero")  # a device: read_bytes would never end
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(NoSuchKey):
+        store.get(str(tmp_path / "pipe").lstrip("/"))

@@ -20,6 +20,8 @@ from tests.helpers.data import write_image_folder
 from tests.helpers.models import pretrain_tiny_cnn
 from tests.helpers.services import local_services
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
