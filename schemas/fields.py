@@ -35,6 +35,12 @@ MAX_LAYER_INDEX = 100_000
 MAX_LAYER_NAME = 256
 
 
+def _pattern_for(prefix: bool | None) -> str:
+    if prefix is None:
+        return URI_PATTERN
+    return PREFIX_PATTERN if prefix else OBJECT_PATTERN
+
+
 class StorageURIField(fields.String):
     """A storage URI: ``s3://bucket/key`` or ``file:///path`` (other schemes are refused).
 
@@ -53,7 +59,7 @@ class StorageURIField(fields.String):
         kwargs["metadata"] = {
             "description": "s3://bucket/key, or file:///path where the service has local storage.",
             "maxLength": MAX_URI_LENGTH,
-            "pattern": {True: PREFIX_PATTERN, False: OBJECT_PATTERN}.get(prefix, URI_PATTERN),
+            "pattern": _pattern_for(prefix),
             "x-storage-access": access,
             **kwargs["metadata"],
         }
