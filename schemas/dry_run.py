@@ -37,6 +37,13 @@ class ArchitectureReportSchema(Schema):
     )
 
 
+class ModelLimitsSchema(Schema):
+    """What a base model may be (FINETUNE_MAX_INPUT_PIXELS, FINETUNE_MAX_MODEL_PARAMS)."""
+
+    max_input_pixels = fields.Integer(required=True)
+    max_params = fields.Integer(required=True)
+
+
 class ModelReportSchema(Schema):
     """The base model as the service opened it."""
 
@@ -54,10 +61,18 @@ class ModelReportSchema(Schema):
         },
     )
     input_shape = fields.List(fields.Integer(allow_none=True), allow_none=True)
+    input_pixels = fields.Integer(
+        allow_none=True,
+        metadata={"description": "Height x width of the model's input (null: any size)."},
+    )
     output_shape = fields.List(fields.List(fields.Integer(allow_none=True)), allow_none=True)
     layer_count = fields.Integer(required=True)
     layers = fields.List(fields.Nested(LayerSchema), required=True)
     params = fields.Integer()
+    limits = fields.Nested(
+        ModelLimitsSchema,
+        metadata={"description": "This service's limits on a base model; above them: 422."},
+    )
     keras = fields.String()
     architecture = fields.Nested(
         ArchitectureReportSchema, metadata={"description": "Only for base_model.architecture."}

@@ -131,6 +131,20 @@ class Config:
         "most files a dataset archive may hold",
         default=1_000_000,
     )
+    max_input_pixels: int = setting(
+        "FINETUNE_MAX_INPUT_PIXELS",
+        integer(unit="pixels"),
+        "most height x width of a base model's image input (refused before the model is "
+        "built, in the dry run and the job)",
+        default=4096 * 4096,
+        shown="`16777216` (4096 x 4096)",
+    )
+    max_model_params: int = setting(
+        "FINETUNE_MAX_MODEL_PARAMS",
+        integer(unit="parameters"),
+        "most parameters of a base model (its stored weights counted before it is built)",
+        default=1_000_000_000,
+    )
     dry_run_timeout_seconds: float = setting(
         "FINETUNE_DRY_RUN_TIMEOUT_SECONDS",
         SECONDS,

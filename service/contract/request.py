@@ -37,6 +37,10 @@ class TrainingRequest:
             of a frozen prefix count against it too.
         scratch_dir: Where the trainer may write large temporary files (cached features);
             None: a temporary folder.
+        max_input_pixels: Most height x width of the base model's input
+            (Config.max_input_pixels); None: unchecked.
+        max_model_params: Most parameters of the base model (Config.max_model_params); None:
+            unchecked.
         fault_oom_above_batch: Test-only fault injection: a batch size above this fails as out
             of memory (no device here runs out of memory on demand); None in every deployment.
     """
@@ -55,6 +59,8 @@ class TrainingRequest:
     sampled: bool = False
     data_cache_mb: float | None = None
     scratch_dir: str | None = None
+    max_input_pixels: int | None = None
+    max_model_params: int | None = None
     fault_oom_above_batch: int | None = None
 
     def to_dict(self) -> dict[str, Any]:

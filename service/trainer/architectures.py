@@ -32,8 +32,8 @@ import numpy as np
 from service.contract.architectures import ARCHITECTURES
 from service.contract.plan import ArchitectureSettings, TrainingPlan
 from service.trainer.errors import Incompatible, InvalidModel
-from service.trainer.loading import LoadedModel, open_base_model
-from service.trainer.model_safety import check_hdf5_file
+from service.trainer.loading import LoadedModel, check_built_model, open_base_model
+from service.trainer.model_safety import ModelLimits, check_hdf5_file
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 FIELD = "base_model.weights_uri"
@@ -79,16 +79,22 @@ class LoadedArchitecture:
         }
 
 
-def open_planned_base(plan: TrainingPlan, path: str | os.PathLike[str]) -> LoadedModel:
+def open_planned_base(
+    plan: TrainingPlan, path: str | os.PathLike[str], limits: ModelLimits | None = None
+) -> LoadedModel:
     """The job's base: the model file, or the named architecture loaded from its weights file.
 
     Args:
         plan: The job's plan (``plan.architecture`` None: ``path`` is a model file).
         path: The staged model file or folder, or the staged weights file.
+        limits: The input size and parameter count the base may have (see open_base_model);
+            a named architecture is checked as built. None: unchecked.
     """
     if plan.architecture is None:
-        return open_base_model(path, plan.base_model_format)
+        return open_base_model(path, plan.base_model_format, limits)
     loaded = open_architecture(plan.architecture, path, plan.data.image_size)
+    if limits is not None:
+        check_built_model(loaded.model, limits)
     return LoadedModel(
         loaded.model,
         file_format=f"weights_{loaded.layout}",

@@ -15,7 +15,8 @@ import numpy as np
 from service.contract.messages import InspectionFinished
 from service.contract.request import TrainingRequest
 from service.trainer.loading import LoadedModel
-from service.trainer.pipeline import Prepared, Problems, prepare
+from service.trainer.model_safety import input_pixels
+from service.trainer.pipeline import Prepared, Problems, model_limits, prepare
 from service.trainer.sources import Examples
 
 #: Images per dataset whose size the report shows.
@@ -53,6 +54,12 @@ def _report(found: Prepared, request: TrainingRequest, problems: Problems) -> di
     }
     if found.loaded is not None:
         report["model"] = _describe_model(found.loaded)
+        limits = model_limits(request)
+        if limits is not None:
+            report["model"]["limits"] = {
+                "max_input_pixels": limits.max_input_pixels,
+                "max_params": limits.max_params,
+            }
     if found.image_shape is not None:
         report["image_shape"] = list(found.image_shape)
     built = found.built
@@ -116,6 +123,7 @@ def _describe_model(loaded: LoadedModel) -> dict[str, Any]:
         "reader": loaded.reader,
         "ignored": list(loaded.ignored),
         "input_shape": list(model.inputs[0].shape) if model.inputs else None,
+        "input_pixels": input_pixels(list(model.inputs[0].shape)) if model.inputs else None,
         "output_shape": [list(o.shape) for o in model.outputs] if model.outputs else None,
         "layer_count": len(model.layers),
         "layers": [

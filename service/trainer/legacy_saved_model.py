@@ -30,7 +30,13 @@ from typing import Any
 import numpy as np
 
 from service.trainer.errors import InvalidModel
-from service.trainer.model_safety import FIELD, MetadataEntry, find_unsafe, saved_model_entries
+from service.trainer.model_safety import (
+    FIELD,
+    MetadataEntry,
+    ModelLimits,
+    find_unsafe,
+    saved_model_entries,
+)
 
 #: The checkpoint entry holding the serialized object graph.
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
@@ -72,12 +78,14 @@ class RebuiltSavedModel:
     ignored: tuple[str, ...]
 
 
-def rebuild_as_h5(folder: Path, h5: Path) -> RebuiltSavedModel:
+def rebuild_as_h5(folder: Path, h5: Path, limits: ModelLimits | None = None) -> RebuiltSavedModel:
     """Writes the Keras 2 model of a SavedModel ``folder`` as a Keras 2 ``.h5`` at ``h5``.
 
     Args:
         folder: The staged SavedModel folder, already passed by model_safety.check_model_file.
         h5: Where to write the ``.h5`` (in scratch).
+        limits: The checkpoint's variables (their shapes, before any is read) are counted
+            against ``limits.max_params``; None: not.
 
     Raises:
         InvalidModel: The folder holds no functional Keras 2 model, or its variables or object
@@ -98,6 +106,12 @@ def rebuild_as_h5(folder: Path, h5: Path) -> RebuiltSavedModel:
         if entry.path.count(".") == 1 and entry.path.startswith("root.")
     }
     reader, graph = _checkpoint(folder)
+    if limits is not None:
+        shapes = reader.get_variable_to_shape_map()
+        stored = sum(
+            int(np.prod(shape)) for key, shape in shapes.items() if key != OBJECT_GRAPH_KEY
+        )
+        limits.check_params(stored, "stored in the checkpoint")
     used: set[str] = set()
     weights: dict[str, list[tuple[str, np.ndarray]]] = {}
     for name in layer_names:

@@ -31,7 +31,7 @@ import keras
 
 from service.trainer.errors import InvalidModel
 from service.trainer.legacy_saved_model import rebuild_as_h5
-from service.trainer.model_safety import check_model_file
+from service.trainer.model_safety import ModelLimits, check_model_file
 
 ZIP_SIGNATURE = b"PK\x03\x04"
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -112,12 +112,17 @@ def load_base_model(path: str | os.PathLike[str], declared_format: str = "auto")
     return open_base_model(path, declared_format).model
 
 
-def open_base_model(path: str | os.PathLike[str], declared_format: str = "auto") -> LoadedModel:
+def open_base_model(
+    path: str | os.PathLike[str], declared_format: str = "auto", limits: ModelLimits | None = None
+) -> LoadedModel:
     """Checks, then loads the base model uncompiled: nothing from the file runs as code.
 
     Args:
         path: The staged local ``.keras``/``.h5`` file (any file name) or SavedModel folder.
         declared_format: The spec's ``base_model.format``.
+        limits: The input size and parameter count the model may have: checked on what the
+            file declares and stores before the model is built, and on the built model;
+            None: unchecked.
 
     Returns:
         The model as saved, with the trainable flags the file holds.
@@ -128,11 +133,11 @@ def open_base_model(path: str | os.PathLike[str], declared_format: str = "auto")
     """
     path = Path(path)
     file_format = detect_format(path, declared_format)
-    check_model_file(path, file_format)
+    check_model_file(path, file_format, limits)
     with tempfile.TemporaryDirectory(prefix="base-model-") as scratch:
         if file_format == "saved_model":
             h5 = Path(scratch) / "from-saved-model.h5"
-            rebuilt = rebuild_as_h5(path, h5)
+            rebuilt = rebuild_as_h5(path, h5, limits)
             model = _load_h5(h5, Path(scratch), path.name)
             loaded = LoadedModel(
                 model, file_format, rebuilt.keras_version, "keras", ignored=rebuilt.ignored
@@ -148,7 +153,16 @@ def open_base_model(path: str | os.PathLike[str], declared_format: str = "auto")
             f"base_model.uri: {path.name!r} holds a {type(loaded.model).__name__}, not a Keras "
             f"model. {SAVE_ADVICE}"
         )
+    if limits is not None:
+        check_built_model(loaded.model, limits)
     return loaded
+
+
+def check_built_model(model: keras.Model, limits: ModelLimits) -> None:
+    """The built model's inputs and parameter count against ``limits`` (InvalidModel)."""
+    for tensor in model.inputs:
+        limits.check_input(list(tensor.shape), "as built")
+    limits.check_params(int(model.count_params()), "as built")
 
 
 def _keras_load(path: Path, suffix: str, scratch: Path, shown: str) -> Any:

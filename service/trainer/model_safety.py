@@ -39,32 +39,99 @@ MAX_CONFIG_BYTES = 64 * 1024 * 1024
 FIELD = "base_model.uri"
 #: Most groups and datasets an HDF5 model or weights file may hold; Keras models hold thousands.
 MAX_HDF5_OBJECTS = 1_000_000
+#: Deepest nesting of lists and objects in a model configuration; Keras writes about 10 per
+#: nested model (Keras's own readers recurse, so a deeper one would exhaust Python's stack).
+MAX_CONFIG_DEPTH = 200
+#: Configuration keys that declare a model input's shape (batch dimension first).
+INPUT_SHAPE_KEYS = ("batch_input_shape", "batch_shape")
 
 
-def check_model_file(path: str | os.PathLike[str], file_format: str) -> None:
+@dataclass(frozen=True)
+class ModelLimits:
+    """What a base model may declare, from the service's settings.
+
+    Attributes:
+        max_input_pixels: Most height x width of an image input (FINETUNE_MAX_INPUT_PIXELS).
+        max_params: Most weights (scalars) of the model (FINETUNE_MAX_MODEL_PARAMS).
+    """
+
+    max_input_pixels: int
+    max_params: int
+
+    def check_input(self, shape: Any, where: str) -> None:
+        """Refuses an input shape (batch first) over max_input_pixels."""
+        pixels = input_pixels(shape)
+        if pixels is not None and pixels > self.max_input_pixels:
+            raise InvalidModel(
+                f"{FIELD}: the model declares an input of {_dims(shape)} ({where}): "
+                f"{pixels:,} pixels per image, over this service's limit of "
+                f"{self.max_input_pixels:,} (FINETUNE_MAX_INPUT_PIXELS). Save the model with a "
+                "smaller input (keras.Input((height, width, 3))) or with (None, None, 3) and set "
+                "dataset.image_size; nothing was built."
+            )
+
+    def check_params(self, params: int, where: str) -> None:
+        """Refuses a parameter count over max_params."""
+        if params > self.max_params:
+            raise InvalidModel(
+                f"{FIELD}: the model has {params:,} parameters ({where}), over this service's "
+                f"limit of {self.max_params:,} (FINETUNE_MAX_MODEL_PARAMS). Fine-tune a smaller "
+                "model."
+            )
+
+
+def input_pixels(shape: Any) -> int | None:
+    """Height x width (the dimensions between batch and channels) of an input shape, or None."""
+    if not isinstance(shape, list | tuple) or len(shape) < 3:
+        return None
+    pixels = 1
+    for dim in shape[1:-1]:
+        if isinstance(dim, int) and not isinstance(dim, bool) and dim > 0:
+            pixels *= dim
+    return pixels
+
+
+def _dims(shape: Any) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+def check_model_file(
+    path: str | os.PathLike[str], file_format: str, limits: ModelLimits | None = None
+) -> None:
     """Refuses a model whose stored configuration could run code on load.
 
     Args:
         path: The local ``.keras``/``.h5`` file or SavedModel folder.
         file_format: ``keras``, ``h5`` or ``saved_model`` (see loading.detect_format).
+        limits: The declared input shapes and the stored weights are checked against these
+            (a SavedModel's weights are counted where its checkpoint is read); None: not.
 
     Raises:
         InvalidModel: The configuration cannot be read, or names a Lambda layer, a module
             outside Keras, a custom class or an activation that is not a Keras name; or an
             HDF5 part (the ``.h5``, the ``.keras`` file's ``model.weights.h5``) reaches outside
-            the file (check_hdf5_file).
+            the file (check_hdf5_file); it nests deeper than MAX_CONFIG_DEPTH; or it is over
+            ``limits``.
     """
     path = Path(path)
+    stored: int | None = None
     if file_format == "keras":
         configs = [_keras_zip_config(path)]
-        _check_keras_zip_weights(path)
+        stored = _check_keras_zip_weights(path)
     elif file_format == "h5":
         configs = [_h5_config(path)]
-        check_hdf5_file(path, path.name)
+        stored = check_hdf5_file(path, path.name)
     elif file_format == "saved_model":
         configs = list(_saved_model_configs(path))
     else:
         raise ValueError(f"Unknown model format. Received: file_format={file_format!r}")
+    for config in configs:
+        if config_depth(config) > MAX_CONFIG_DEPTH:
+            raise InvalidModel(
+                f"{FIELD}: the model's configuration nests more than {MAX_CONFIG_DEPTH} levels "
+                f"deep (a Keras model nests about 10 per nested model), so it was "
+                "not opened. Save the model again with model.save('model.keras')."
+            )
     for config in configs:
         problem = find_unsafe(config)
         if problem is not None:
@@ -73,11 +140,44 @@ def check_model_file(path: str | os.PathLike[str], file_format: str) -> None:
                 "file must not be able to run code. Replace it with built-in Keras layers and "
                 "save the model again; nothing from the file was run."
             )
+    if limits is not None:
+        for config in configs:
+            for shape in declared_input_shapes(config):
+                limits.check_input(shape, "in its configuration")
+        if stored is not None:
+            limits.check_params(stored, "stored in the file")
+
+
+def config_depth(config: Any) -> int:
+    """How deeply lists and objects nest in a configuration (a scalar: 0), without recursion.
+
+    Counting stops one level past MAX_CONFIG_DEPTH.
+    """
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(config, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            depth += 1
+            deepest = max(deepest, depth)
+            if depth <= MAX_CONFIG_DEPTH:
+                children = node.values() if isinstance(node, dict) else node
+                stack.extend((child, depth) for child in children)
+    return deepest
+
+
+def declared_input_shapes(config: Any) -> Iterator[Any]:
+    """Every input shape a configuration declares (``batch_input_shape``, ``batch_shape``)."""
+    for _, node in _walk(config, None):
+        if isinstance(node, dict):
+            for name in INPUT_SHAPE_KEYS:
+                if isinstance(node.get(name), list):
+                    yield node[name]
 
 
 def check_hdf5_file(
     source: str | os.PathLike[str] | IO[bytes], shown: str, field: str = FIELD
-) -> None:
+) -> int:
     """Refuses an HDF5 file that would make a reader open other files of this machine.
 
     HDF5 lets a file point outside itself: an external link (a group member that is an object
@@ -91,6 +191,10 @@ def check_hdf5_file(
         shown: The file's name for messages.
         field: The spec field the file came from.
 
+    Returns:
+        How many scalars the file's datasets hold, an optimizer's state left out: the model's
+        stored parameters, read from the datasets' shapes (no data is read).
+
     Raises:
         InvalidModel: The file holds one of these, more than MAX_HDF5_OBJECTS objects, or is
             not readable as HDF5.
@@ -99,7 +203,7 @@ def check_hdf5_file(
 
     try:
         with h5py.File(source, "r") as handle:
-            problem = _hdf5_problem(handle, h5py)
+            problem, stored = _hdf5_problem(handle, h5py)
     except OSError as exc:
         raise InvalidModel(
             f"{field}: {shown!r} is not a readable HDF5 file. Save the model again with "
@@ -113,43 +217,47 @@ def check_hdf5_file(
             "nothing was read through it.",
             field=field,
         )
+    return stored
 
 
-def _hdf5_problem(handle: Any, h5py: Any) -> str | None:
+def _hdf5_problem(handle: Any, h5py: Any) -> tuple[str | None, int]:
     seen: set[int] = set()
     stack = [handle]
-    count = 0
+    count = stored = 0
     while stack:
         group = stack.pop()
         for name in group:
             link = group.get(name, getlink=True)
             if isinstance(link, h5py.ExternalLink):
-                return f"an external link {name!r} to the file {link.filename!r}"
+                return f"an external link {name!r} to the file {link.filename!r}", stored
             if not isinstance(link, h5py.HardLink):
                 continue  # a soft link names a path inside this file, visited by its own name
             node = group[name]
             count += 1
             if count > MAX_HDF5_OBJECTS:
-                return f"more than {MAX_HDF5_OBJECTS:,} objects"
+                return f"more than {MAX_HDF5_OBJECTS:,} objects", stored
             if isinstance(node, h5py.Dataset):
                 if node.is_virtual:
-                    return f"a virtual dataset {node.name!r} (its data mapped from other files)"
+                    problem = f"a virtual dataset {node.name!r} (its data mapped from other files)"
+                    return problem, stored
                 if node.external:
-                    return f"a dataset {node.name!r} stored in external files"
+                    return f"a dataset {node.name!r} stored in external files", stored
+                if not node.name.lstrip("/").startswith("optimizer"):
+                    stored += int(node.size or 0)
             elif isinstance(node, h5py.Group) and hash(node.id) not in seen:
                 seen.add(hash(node.id))
                 stack.append(node)
-    return None
+    return None, stored
 
 
-def _check_keras_zip_weights(path: Path) -> None:
-    """The ``.keras`` file's ``model.weights.h5`` (where it holds one) through check_hdf5_file."""
+def _check_keras_zip_weights(path: Path) -> int | None:
+    """The ``.keras`` file's ``model.weights.h5`` through check_hdf5_file: its stored scalars."""
     try:
         with zipfile.ZipFile(path) as archive:
             if "model.weights.h5" not in archive.namelist():
-                return
+                return None
             with archive.open("model.weights.h5") as member:
-                check_hdf5_file(member, f"{path.name} (model.weights.h5)")
+                return check_hdf5_file(member, f"{path.name} (model.weights.h5)")
     except (zipfile.BadZipFile, OSError) as exc:
         raise InvalidModel(
             f"{FIELD}: {path.name!r} is not a readable .keras file (a damaged zip archive). "
@@ -203,6 +311,12 @@ def _json(text: str | bytes, where: str) -> Any:
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidModel(
             f"{FIELD}: {where} is not valid JSON, so the model was not opened."
+        ) from exc
+    except RecursionError as exc:  # nested deeper than Python's parser goes
+        raise InvalidModel(
+            f"{FIELD}: {where} nests more than {MAX_CONFIG_DEPTH} levels deep (a Keras model "
+            "nests about 10 per nested model), so the model was not opened. Save the model "
+            "again with model.save('model.keras')."
         ) from exc
 
 

@@ -39,6 +39,7 @@ from service.trainer.errors import TrainerError
 from service.trainer.fitting import early_stopping_monitor
 from service.trainer.freezing import Freezer
 from service.trainer.loading import LoadedModel
+from service.trainer.model_safety import ModelLimits
 from service.trainer.model_surgery import (
     BuiltModel,
     build_model,
@@ -122,6 +123,13 @@ class Prepared:
     phases: list[PhaseSummary] = field(default_factory=list)
 
 
+def model_limits(request: TrainingRequest) -> ModelLimits | None:
+    """The request's limits on the base model; None where it sets none."""
+    if request.max_input_pixels is None or request.max_model_params is None:
+        return None
+    return ModelLimits(request.max_input_pixels, request.max_model_params)
+
+
 def prepare(request: TrainingRequest, problems: Problems) -> Prepared:
     """Runs the shared steps on the request's staged model and data (see the module's doc)."""
     # The schema loaded the spec: a key it lacks is a bug of the caller, never a field error.
@@ -132,7 +140,10 @@ def prepare(request: TrainingRequest, problems: Problems) -> Prepared:
     problems.check(lambda: check_loss_and_metrics(training.loss, training.metrics))
     found.policy = problems.check(lambda: resolve_policy(training.mixed_precision))
     found.label_mode = label_mode_for_loss(training.loss)
-    loaded = found.loaded = problems.check(lambda: open_planned_base(plan, request.base_model_path))
+    limits = model_limits(request)
+    loaded = found.loaded = problems.check(
+        lambda: open_planned_base(plan, request.base_model_path, limits)
+    )
     if loaded is not None:
         found.image_shape = problems.check(
             lambda: resolve_image_shape(loaded.model, plan.data.image_size)

@@ -145,6 +145,8 @@ class DryRunner:
             validation_format=inputs.validation_format,
             mode="inspect",
             sampled=True,
+            max_input_pixels=self.config.max_input_pixels,
+            max_model_params=self.config.max_model_params,
         )
 
     def _watchdog(self) -> None:

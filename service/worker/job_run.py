@@ -66,6 +66,8 @@ class JobRun:
             is an ``oom_retry`` event); a SIGKILL that the memory cgroup does not explain is
             retried once at the same batch size (a ``killed_retry`` event).
         data_cache_mb: The trainer's cache of decoded images (Config.data_cache_mb).
+        model_limits: Most input pixels and parameters of the base model
+            (Config.max_input_pixels, Config.max_model_params); None: unchecked.
         fault_oom_above_batch: Test-only (Config.fault_oom_above_batch).
         on_message: Also sees every message of the trainer (metrics).
         trainers: Where the trainer child comes from (a warm one, child_runner.TrainerPool); None
@@ -85,6 +87,7 @@ class JobRun:
         stopping: threading.Event,
         min_batch_size: int,
         data_cache_mb: float | None = None,
+        model_limits: tuple[int, int] | None = None,
         fault_oom_above_batch: int | None = None,
         on_message: Callable[[ProgressMessage], None] | None = None,
         trainers: TrainerPool | None = None,
@@ -99,6 +102,7 @@ class JobRun:
         self.stopping = stopping
         self.min_batch_size = min_batch_size
         self.data_cache_mb = data_cache_mb
+        self.model_limits = model_limits
         self.fault_oom_above_batch = fault_oom_above_batch
         self.published: list[str] = []
         self._observe = on_message
@@ -202,6 +206,8 @@ class JobRun:
             train_format=inputs.train_format,
             validation_format=inputs.validation_format,
             data_cache_mb=self.data_cache_mb,
+            max_input_pixels=None if self.model_limits is None else self.model_limits[0],
+            max_model_params=None if self.model_limits is None else self.model_limits[1],
             fault_oom_above_batch=self.fault_oom_above_batch,
         )
 

@@ -176,6 +176,7 @@ class Worker:
             stopping=self.stopping,
             min_batch_size=self.config.min_batch_size,
             data_cache_mb=self.config.data_cache_mb,
+            model_limits=(self.config.max_input_pixels, self.config.max_model_params),
             fault_oom_above_batch=self.config.fault_oom_above_batch,
             on_message=self.observer.on_message,
             trainers=self.trainers,

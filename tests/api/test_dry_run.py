@@ -91,6 +91,12 @@ def test_good_spec_gets_the_report_and_queues_nothing(
     report = response.get_json()
     assert report["valid"] is True
     assert report["model"]["input_shape"] == [None, 32, 32, 3]
+    assert report["model"]["input_pixels"] == 32 * 32
+    assert report["model"]["limits"] == {
+        "max_input_pixels": config.max_input_pixels,
+        "max_params": config.max_model_params,
+    }
+    assert 0 < report["model"]["params"] < config.max_model_params
     assert [layer["name"] for layer in report["model"]["layers"]][:3] == ["input", "conv1", "bn1"]
     assert report["image_shape"] == [32, 32, 3]
     assert report["data"]["train"]["class_names"] == ["a", "b", "c"]
@@ -198,6 +204,23 @@ def test_planting_saved_model_is_reported_rebuilt_and_runs_nothing(
     assert model["format"] == "saved_model" and model["reader"] == "keras"
     assert "planting (added to the model)" in model["ignored"] and "1 resources" in model["ignored"]
     assert not marker.exists() and not Path(f"{marker}.fn").exists()
+
+
+@pytest.mark.parametrize("craft", ["deeply_nested", "huge_input"])
+def test_models_over_the_caps_are_base_model_errors(
+    craft: str, client: FlaskClient, inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    """A config nested 100,000 deep (was a 500) and a 200,000 x 200,000 input (was accepted)."""
+    from tests.helpers import legacy_models
+
+    path = getattr(legacy_models, craft)(inputs["model"], tmp_path / f"{craft}.keras")
+
+    errors = _errors(
+        client.post("/v1/jobs/validate", json=_spec(inputs, base_model={"uri": f"file://{path}"}))
+    )
+
+    expected = "nests more than" if craft == "deeply_nested" else "FINETUNE_MAX_INPUT_PIXELS"
+    assert expected in errors["base_model"]["uri"][0], errors
 
 
 def test_missing_data_and_model_are_field_errors(

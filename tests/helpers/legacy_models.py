@@ -183,6 +183,41 @@ def tf_keras_planting_saved_model(path: Path, marker: Path) -> Path:
     return path
 
 
+def keras_with_config_text(source: Path, path: Path, edit: Any) -> Path:
+    """A copy of a ``.keras`` file whose config.json text is ``edit(text)``."""
+    with zipfile.ZipFile(source) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members["config.json"] = edit(members["config.json"].decode()).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def deeply_nested(source: Path, path: Path, levels: int = 100_000) -> Path:
+    """A copy of a ``.keras`` file whose second layer holds a list nested ``levels`` deep."""
+
+    def edit(text: str) -> str:
+        config = json.loads(text)
+        config["config"]["layers"][1]["config"]["nested"] = "NESTED"
+        return json.dumps(config).replace('"NESTED"', "[" * levels + "]" * levels)
+
+    return keras_with_config_text(source, path, edit)
+
+
+def huge_input(source: Path, path: Path, side: int = 200_000) -> Path:
+    """A copy of a ``.keras`` file whose input layer declares ``side`` x ``side`` images."""
+
+    def edit(text: str) -> str:
+        config = json.loads(text)
+        for layer in config["config"]["layers"]:
+            if layer["class_name"] == "InputLayer":
+                layer["config"]["batch_shape"] = [None, side, side, 3]
+        return json.dumps(config)
+
+    return keras_with_config_text(source, path, edit)
+
+
 def copy_tree(source: Path, dest: Path) -> Path:
     """A copy of a file or folder."""
     if source.is_dir():

@@ -146,3 +146,30 @@ def test_planting_saved_model_trains_from_the_rebuilt_model_and_writes_nothing(
     assert len(ignored) == 1, [e.message for e in services.jobs.read_events(record.id)]
     assert "never run" in ignored[0].message and "planting (added" in ignored[0].message
     assert "1 resources" in ignored[0].data["ignored"]
+
+
+@pytest.mark.parametrize("craft", ["deeply_nested", "huge_input", "too_many_params"])
+def test_models_over_the_caps_fail_invalid_model_at_once(
+    craft: str, tmp_path: Path, inputs: dict[str, Path]
+) -> None:
+    """Refused before the model is built: one attempt, invalid_model (not internal, no retries)."""
+    from tests.helpers import legacy_models
+
+    model = inputs["model"]
+    if craft != "too_many_params":
+        model = getattr(legacy_models, craft)(model, tmp_path / f"{craft}.keras")
+    services = local_services(
+        tmp_path, max_model_params=1000 if craft == "too_many_params" else 10**9
+    )
+
+    record = _run(services, _spec(model, inputs["train"], tmp_path / "out"))
+
+    assert record.status is JobStatus.FAILED
+    assert record.error and record.error["code"] == "invalid_model", record.error
+    says = {
+        "deeply_nested": "nests more than",
+        "huge_input": "FINETUNE_MAX_INPUT_PIXELS",
+        "too_many_params": "FINETUNE_MAX_MODEL_PARAMS",
+    }[craft]
+    assert says in record.error["message"]
+    assert record.attempt == 1
