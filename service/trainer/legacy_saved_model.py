@@ -57,6 +57,8 @@ KERAS_ROOT_CHILDREN = frozenset(
         "optimizer",
     }
 )
+#: Largest saved_model.pb parsed to report what was ignored (the model never needs it).
+MAX_GRAPH_BYTES = 256 * 1024 * 1024
 SAVE_AGAIN = "Save the model again with model.save('folder/') (Keras 2) or as a .keras file."
 
 
@@ -284,8 +286,11 @@ def _object_kinds(folder: Path) -> Counter[str]:
     """How many objects of each kind saved_model.pb's object graph holds (parsed, not loaded)."""
     from tensorflow.core.protobuf import saved_model_pb2
 
+    graph_file = folder / "saved_model.pb"
     try:
-        saved = saved_model_pb2.SavedModel.FromString((folder / "saved_model.pb").read_bytes())
+        if graph_file.stat().st_size > MAX_GRAPH_BYTES:
+            return Counter()  # the report then names no kinds; nothing else depends on it
+        saved = saved_model_pb2.SavedModel.FromString(graph_file.read_bytes())
     except Exception:  # only for the report; the model does not depend on it
         return Counter()
     kinds: Counter[str] = Counter()
