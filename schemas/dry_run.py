@@ -10,7 +10,11 @@ from marshmallow import Schema, fields
 
 
 class LayerSchema(Schema):
-    """One layer of the base model, as ``base.layers`` lists it (freeze rules count in it)."""
+    """One layer of the base model, as ``base.layers`` lists it (freeze rules count in it).
+
+    A nested model's layers are listed in its place (without its input layer), named
+    ``nested_model/layer``.
+    """
 
     index = fields.Integer(required=True)
     name = fields.String(required=True)

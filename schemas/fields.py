@@ -110,7 +110,8 @@ class FreezeField(fields.Field[Any]):
         "FreezeFirstN": {
             "type": "object",
             "description": "Freeze the first N layers of the base, in its layer order (the "
-            "input layer counts: first_n 2 freezes the input layer and the first layer after it).",
+            "input layer counts: first_n 2 freezes the input layer and the first layer after it; "
+            "a nested model's layers count in its place).",
             "properties": {
                 "first_n": {"type": "integer", "minimum": 0, "maximum": MAX_LAYER_INDEX}
             },

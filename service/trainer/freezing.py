@@ -1,7 +1,9 @@
 """Freeze rules, applied phase after phase, and BatchNormalization kept in inference mode.
 
 Rules address the base model's own layers (``base.layers``, the list Keras gives, which starts
-with the InputLayer for functional models); the new head always trains.
+with the InputLayer for functional models; a nested model's layers count in its place, see
+service.trainer.nesting); the new head always trains. Layers are named by their qualified names
+in what the rules report.
 
 In Keras 3 a BatchNormalization layer with ``trainable = False`` runs in inference mode even in
 ``fit``: its moving statistics and its gamma/beta stay as they are. Once a BatchNormalization layer
@@ -22,6 +24,7 @@ import numpy as np
 from service.contract.plan import FreezeRule
 from service.trainer.errors import Incompatible
 from service.trainer.model_surgery import BuiltModel, similar_names_hint
+from service.trainer.nesting import BaseLayers
 from service.trainer.preprocessing import is_fixed_preprocessing
 
 
@@ -45,24 +48,27 @@ class FreezeSummary:
 
 
 def select_frozen(
-    rule: FreezeRule, base_layers: Sequence[keras.layers.Layer], field_name: str = "freeze"
+    rule: FreezeRule,
+    base_layers: BaseLayers | Sequence[keras.layers.Layer],
+    field_name: str = "freeze",
 ) -> list[keras.layers.Layer]:
     """The base layers a rule freezes.
 
-    ``none``: none. ``base``: all. ``first_n``: the first N of ``base.layers``. ``until``: the named
-    layer and all before it. ``pattern``: those whose name matches the regex (``re.search``).
+    ``none``: none. ``base``: all. ``first_n``: the first N of the base's layers. ``until``: the
+    named layer (or nested model) and all before it. ``pattern``: those whose plain or qualified
+    name matches the regex (``re.search``).
 
     Args:
         rule: The rule.
-        base_layers: ``base.layers``.
+        base_layers: The base's layers (BaseLayers.of(base), or ``base.layers`` of a flat base).
         field_name: The spec field, for messages (``freeze``, ``schedule[1].freeze``).
 
     Raises:
         Incompatible: first_n exceeds the layer count, the until layer does not exist, or the
             pattern matches no layer.
     """
-    layers = list(base_layers)
-    names = [layer.name for layer in layers]
+    flat = base_layers if isinstance(base_layers, BaseLayers) else _flat(base_layers)
+    layers = list(flat.layers)
     if rule.kind == "none":
         return []
     if rule.kind == "base":
@@ -77,23 +83,36 @@ def select_frozen(
         return layers[: rule.value]
     if rule.kind == "until":
         assert isinstance(rule.value, str)
-        if rule.value not in names:
+        try:
+            found = flat.find(rule.value)
+        except LookupError as exc:
+            raise Incompatible(f"{field_name}.until: {exc}") from exc
+        if found is None:
             raise Incompatible(
                 f"{field_name}.until: the base model has no layer named {rule.value!r}. "
-                f"{similar_names_hint(rule.value, names)}"
+                f"{similar_names_hint(rule.value, flat.names())}"
             )
-        return layers[: names.index(rule.value) + 1]
+        return layers[: found[0] + 1]
     if rule.kind == "pattern":
         assert isinstance(rule.value, str)
         pattern = re.compile(rule.value)
-        matched = [layer for layer in layers if pattern.search(layer.name)]
+        matched = [
+            layer
+            for layer, path in zip(layers, flat.paths, strict=True)
+            if pattern.search(layer.name) or pattern.search(path)
+        ]
         if not matched:
             raise Incompatible(
                 f"{field_name}.pattern {rule.value!r} matches no layer of the base model. "
-                f"{similar_names_hint(rule.value, names)}"
+                f"{similar_names_hint(rule.value, flat.names())}"
             )
         return matched
     raise ValueError(f"Unknown freeze rule kind. Received: rule={rule!r}")
+
+
+def _flat(layers: Sequence[keras.layers.Layer]) -> BaseLayers:
+    """A flat base's layers as BaseLayers (no nested model among them)."""
+    return BaseLayers(tuple(layers), tuple(layer.name for layer in layers), {}, {})
 
 
 class Freezer:
@@ -105,7 +124,8 @@ class Freezer:
 
     def __init__(self, built: BuiltModel) -> None:
         self.built = built
-        self._base_layers = list(built.base.layers)
+        self._flat = built.layers
+        self._base_layers = list(self._flat.layers)
         # BatchNormalization frozen in the model file counts as frozen already.
         self._frozen_bn: dict[int, keras.layers.BatchNormalization] = {
             id(bn): bn for bn in _batch_norms(self._base_layers) if not bn.trainable
@@ -134,7 +154,7 @@ class Freezer:
         Raises:
             Incompatible: The rule names no layer (see select_frozen), or leaves nothing to train.
         """
-        frozen = select_frozen(rule, self._base_layers, field_name)
+        frozen = select_frozen(rule, self._flat, field_name)
         frozen_ids = {id(layer) for layer in frozen}
         # Setting a nested model's flag sets all its sublayers, so set all flags first and
         # re-freeze BatchNormalization after.
@@ -149,8 +169,10 @@ class Freezer:
 
         model = self.built.model
         summary = FreezeSummary(
-            frozen_layers=[layer.name for layer in frozen],
-            frozen_batch_norms=[bn.name for bn in _batch_norms(model.layers) if not bn.trainable],
+            frozen_layers=[self._flat.path(layer) for layer in frozen],
+            frozen_batch_norms=[
+                self._flat.path(bn) for bn in _batch_norms(model.layers) if not bn.trainable
+            ],
             trainable_weights=len(model.trainable_weights),
             trainable_params=_count(model.trainable_weights),
             non_trainable_params=_count(model.non_trainable_weights),

@@ -16,6 +16,7 @@ from service.contract.messages import InspectionFinished
 from service.contract.request import TrainingRequest
 from service.trainer.loading import LoadedModel
 from service.trainer.model_safety import input_pixels
+from service.trainer.nesting import BaseLayers
 from service.trainer.pipeline import Prepared, Problems, model_limits, prepare
 from service.trainer.sources import Examples
 
@@ -117,6 +118,7 @@ def _image_shapes(examples: Examples) -> list[list[int]]:
 
 def _describe_model(loaded: LoadedModel) -> dict[str, Any]:
     model = loaded.model
+    flat = BaseLayers.of(model)
     return {
         "format": loaded.file_format,
         "written_by": loaded.written_by,
@@ -125,17 +127,17 @@ def _describe_model(loaded: LoadedModel) -> dict[str, Any]:
         "input_shape": list(model.inputs[0].shape) if model.inputs else None,
         "input_pixels": input_pixels(list(model.inputs[0].shape)) if model.inputs else None,
         "output_shape": [list(o.shape) for o in model.outputs] if model.outputs else None,
-        "layer_count": len(model.layers),
+        "layer_count": len(flat.layers),
         "layers": [
             {
                 "index": index,
-                "name": layer.name,
+                "name": path,
                 "class_name": type(layer).__name__,
                 "weights": len(layer.weights),
                 "params": int(sum(np.prod(w.shape) for w in layer.weights)),
                 "trainable_in_file": bool(layer.trainable),
             }
-            for index, layer in enumerate(model.layers)
+            for index, (layer, path) in enumerate(zip(flat.layers, flat.paths, strict=True))
         ],
         "params": int(model.count_params()),
         "keras": keras.__version__,

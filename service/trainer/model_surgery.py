@@ -2,7 +2,9 @@
 
 The base's layers are re-wired into one flat functional model (the same layer objects, so the
 same weights), not nested as a single layer: the exported ``model.keras`` then shows every layer
-by its own name, and the next job can freeze or cut it by those names.
+by its own name, and the next job can freeze or cut it by those names. A base that nests a whole
+model (Keras's transfer-learning pattern) is flattened too, its inner layers addressed as
+service.trainer.nesting describes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import keras
 
 from service.contract.plan import HeadSettings
 from service.trainer.errors import Incompatible
+from service.trainer.nesting import BaseLayers, rename_clashes, run_flat
 from service.trainer.preprocessing import preprocessing_layers
 
 INPUT_NAME = "image"
@@ -27,9 +30,10 @@ class BuiltModel:
 
     Attributes:
         model: A functional model from ``image`` (float32 raw pixels) to class scores.
-        base: The loaded base model; freeze rules address ``base.layers``.
+        base: The loaded base model.
         head_layers: The new layers after the base (never frozen).
-        cut_layer: Name of the base layer whose output feeds the head; None without a head.
+        cut_layer: Qualified name of the base layer (or nested model) whose output feeds the
+            head; None without a head.
         output_units: Units of the output (num classes, or 1 for binary labels).
         feature_shape: Shape of the features taken from the base, without the batch dimension.
     """
@@ -40,6 +44,12 @@ class BuiltModel:
     cut_layer: str | None = None
     output_units: int = 0
     feature_shape: tuple[int | None, ...] = ()
+    base_layers: BaseLayers | None = None
+
+    @property
+    def layers(self) -> BaseLayers:
+        """The base's layers as freeze rules address them (nested models seen through)."""
+        return self.base_layers if self.base_layers is not None else BaseLayers.of(self.base)
 
 
 def base_input_shape(base: keras.Model) -> tuple[int | None, int | None, int | None]:
@@ -130,16 +140,18 @@ def output_units(label_mode: str, num_classes: int) -> int:
     return 1 if label_mode == "binary" else num_classes
 
 
-def resolve_cut_layer(base: keras.Model, cut_at: int | str) -> keras.layers.Layer:
-    """The base layer at ``cut_at``: an index into ``base.layers`` (negative from the end) or name.
+def resolve_cut_layer(base: keras.Model | BaseLayers, cut_at: int | str) -> keras.layers.Layer:
+    """The base layer at ``cut_at``: an index into its layers (negative from the end) or a name.
 
     Indices follow ``base.layers`` as Keras lists them: a functional model's InputLayer is index 0,
-    a Sequential model's first layer is.
+    a Sequential model's first layer is. A nested model's layers count in its place (see
+    service.trainer.nesting); a name may be qualified (``outer/inner``) or a nested model's.
 
     Raises:
         Incompatible: No such layer; the message names the valid range or similar names.
     """
-    layers = base.layers
+    flat = base if isinstance(base, BaseLayers) else BaseLayers.of(base)
+    layers = flat.layers
     if isinstance(cut_at, int):
         if not -len(layers) <= cut_at < len(layers):
             raise Incompatible(
@@ -148,13 +160,16 @@ def resolve_cut_layer(base: keras.Model, cut_at: int | str) -> keras.layers.Laye
             )
         layer = layers[cut_at]
     else:
-        names = [layer.name for layer in layers]
-        if cut_at not in names:
+        try:
+            found = flat.find(cut_at)
+        except LookupError as exc:
+            raise Incompatible(f"head.cut_at: {exc}") from exc
+        if found is None:
             raise Incompatible(
                 f"head.cut_at: the base model has no layer named {cut_at!r}. "
-                f"{similar_names_hint(cut_at, names)}"
+                f"{similar_names_hint(cut_at, flat.names())}"
             )
-        layer = layers[names.index(cut_at)]
+        layer = found[1]
     if isinstance(layer, keras.layers.InputLayer):
         raise Incompatible(
             f"head.cut_at {cut_at!r} is the model's input layer; choose a later layer."
@@ -186,14 +201,17 @@ def build_model(
             differs from the data's, or the features cannot feed a dense head.
     """
     units = output_units(label_mode, num_classes)
+    flat = BaseLayers.of(base)
+    if flat.has_nested:
+        rename_clashes(flat.layers)  # a flat model needs unique names
     cut: keras.layers.Layer | None = None
     if head is not None:
         check_head_classes(head, num_classes)
-        cut = resolve_cut_layer(base, head.cut_at)
+        cut = resolve_cut_layer(flat, head.cut_at)
 
     image = keras.Input(shape=image_shape, dtype="float32", name=INPUT_NAME)
     x = image
-    base_names = {layer.name for layer in base.layers}
+    base_names = {layer.name for layer in flat.layers}
     for layer in preprocessing_layers(
         preprocessing, _unique("preprocess", base_names), channels=image_shape[2]
     ):
@@ -210,17 +228,20 @@ def build_model(
                 "model's output layer.",
                 field="head",
             )
-        return BuiltModel(_functional(image, features), base, [], None, units, feature_shape[1:])
+        return BuiltModel(
+            _functional(image, features), base, [], None, units, feature_shape[1:], flat
+        )
 
     # New layers get names no kept layer has; a base layer after the cut (an earlier job's
     # "predictions", say) is gone, so its name is free again.
     taken = {layer.name for layer in _functional(image, features).layers}
-    head_layers = _head_layers(head, len(feature_shape), units, taken, cut.name)
+    cut_name = flat.path(cut)
+    head_layers = _head_layers(head, len(feature_shape), units, taken, cut_name)
     y = features
     for layer in head_layers:
         y = layer(y)
     model = _functional(image, y)
-    return BuiltModel(model, base, head_layers, cut.name, units, feature_shape[1:])
+    return BuiltModel(model, base, head_layers, cut_name, units, feature_shape[1:], flat)
 
 
 def similar_names_hint(name: str, names: list[str], count: int = 5) -> str:
@@ -239,28 +260,26 @@ def _rewire(
 ) -> keras.KerasTensor:
     """Runs the base's graph on ``x`` with the same layer objects; returns the cut's output.
 
-    Without a cut it returns the base's output. Function._run_through_graph is what
-    keras.models.clone_model uses to re-wire a graph; with the identity as operation it reuses
-    each layer object and, unlike calling the base as one layer, keeps the layers flat. Keras
-    3.15 has no public API for this. The cut layer's output is captured as the graph runs
-    (``layer.output`` would not do: a nested model answers with its inner graph's output).
-    Layers after the cut run too but end up in no model.
+    Without a cut it returns the base's output. Unlike calling the base as one layer, this keeps
+    the layers flat, nested models' too (nesting.run_flat). The cut layer's output is captured
+    as the graph runs (``layer.output`` would not do: a nested model answers with its inner
+    graph's output). Layers after the cut run too but end up in no model.
     """
     graph = keras.Model(base.inputs, base.outputs)
     if cut is None and len(graph.outputs) != 1:
+        names = ", ".join(repr(t._keras_history.operation.name) for t in graph.outputs)
         raise Incompatible(
-            f"base_model: the model has {len(graph.outputs)} outputs; add a head (head: {{}}) to "
-            "train on one of its layers, or provide a model with one output."
+            f"base_model: the model has {len(graph.outputs)} outputs ({names}); add a head "
+            "(head: {}) to train on one of its layers (head.cut_at names it), or provide a model "
+            "with one output."
         )
     captured: list[object] = []
 
-    def call(layer: keras.layers.Layer, *args: object, **kwargs: object) -> object:
-        outputs = layer(*args, **kwargs)
+    def seen(layer: keras.layers.Layer, outputs: object) -> None:
         if layer is cut:
             captured.append(outputs)
-        return outputs
 
-    outputs = graph._run_through_graph([x], operation_fn=lambda layer: layer, call_fn=call)
+    outputs = run_flat(graph, [x], seen)
     if cut is None:
         (features,) = keras.tree.flatten(outputs)
         return features

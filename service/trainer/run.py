@@ -168,7 +168,7 @@ def _described(
             + f" ({built.output_units} output units).",
             {
                 "input_shape": list(image_shape),
-                "base_layers": len(built.base.layers),
+                "base_layers": len(built.layers.layers),
                 "cut_layer": built.cut_layer,
                 "feature_shape": list(built.feature_shape),
                 "head_layers": [layer.name for layer in built.head_layers],

@@ -156,4 +156,4 @@ def test_rewind_leaves_the_model_as_built_for_the_first_phase_again() -> None:
 
     assert {layer.name: layer.trainable for layer in inner.layers} == as_built
     assert freezer.apply(FreezeRule("none", None)) == first
-    assert first.frozen_batch_norms == ["bn3"]
+    assert first.frozen_batch_norms == ["inner/bn3"]  # named inside its nested model
