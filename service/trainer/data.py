@@ -70,6 +70,8 @@ class Split:
     Attributes:
         batches: What ``fit`` reads: batches of (float32 raw pixels, labels), reshuffled every
             epoch where the split is shuffled.
+        pixel_batches: The same batches with the pixels still uint8 (a quarter of the bytes to
+            move to the device; the model's training form casts them there, fitting.py).
         positions: Batches of the same examples' positions in ``examples`` (int64), in the
             same order as ``batches`` (the same shuffle: one drawn per epoch for both).
         examples: (uint8 image, label) of every example, unbatched, in position order; cached
@@ -78,6 +80,7 @@ class Split:
     """
 
     batches: tf.data.Dataset
+    pixel_batches: tf.data.Dataset
     positions: tf.data.Dataset
     examples: tf.data.Dataset
     count: int
@@ -102,6 +105,9 @@ class ImageDatasets:
         augmented: Whether augmentation changes the training images every epoch.
         batch_size: Examples per batch.
         cache_left_bytes: What the data cache budget leaves once the decoded images are in.
+        uint8_train: Batches of (uint8 pixels, labels) like ``train``, for a model that casts
+            them on the device; None where augmentation makes float pixels.
+        uint8_validation: Like ``validation``, uint8; None without validation.
     """
 
     train: tf.data.Dataset
@@ -117,6 +123,8 @@ class ImageDatasets:
     augmented: bool = False
     batch_size: int = 0
     cache_left_bytes: int = 0
+    uint8_train: tf.data.Dataset | None = None
+    uint8_validation: tf.data.Dataset | None = None
 
 
 def label_mode_for_loss(loss: str) -> str:
@@ -290,6 +298,12 @@ def image_datasets(
         cached=(cache_train, cache_validation),
         splits=(train_split, validation_split),
         augmented=augmented,
+        uint8_train=None if augmented else train_split.pixel_batches.prefetch(tf.data.AUTOTUNE),
+        uint8_validation=(
+            None
+            if validation_split is None
+            else validation_split.pixel_batches.prefetch(tf.data.AUTOTUNE)
+        ),
         batch_size=batch_size,
         cache_left_bytes=cache_budget_bytes(cache_mb)
         - int(np.prod(image_shape))
@@ -512,8 +526,10 @@ def _pipeline(
             )
         else:
             images = keyed.map(lambda _position, example: example)
+    pixel_batches = images.batch(batch_size)
     return Split(
-        batches=images.batch(batch_size).map(_to_float, num_parallel_calls=tf.data.AUTOTUNE),
+        batches=pixel_batches.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE),
+        pixel_batches=pixel_batches,
         positions=positions.batch(batch_size),
         examples=decoded,
         count=len(examples),

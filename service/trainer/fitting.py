@@ -17,6 +17,7 @@ from service.contract.plan import EarlyStoppingSettings, Phase, TrainingPlan, Tr
 from service.trainer.callbacks import ProgressCallback
 from service.trainer.checkpointing import CheckpointCallback, ResumeState, restore_optimizer
 from service.trainer.compiling import compile_alike, compile_model
+from service.trainer.devices import training_device
 from service.trainer.effective import effective_settings
 from service.trainer.errors import Incompatible, InvalidDataset, OutOfMemory
 from service.trainer.freezing import Freezer
@@ -247,22 +248,44 @@ def _what_trains(
     reporter: BackgroundReporter,
     training: TrainingSettings,
 ) -> tuple[keras.Model, TrainingData]:
-    """The model and data the phase fits: the whole model on the images, or the cached form.
+    """The model and data the phase fits: the cached form, the whole model on uint8 pixels
+    cast on the device, or (arrays, or augmented pixels) the whole model as it is.
 
     Call after compiling ``model`` (and restoring its optimizer's state, when resuming).
     """
-    if feature_cache is None:
+    cached: CachedTraining | None = None
+    if feature_cache is not None:
+        cached, notice = feature_cache.prepare(model, phase.index)
+        if notice is not None:
+            reporter.report(notice)
+    if cached is not None:
+        trains, fed = cached.model, _Fed(cached.train, cached.validation)
+    elif getattr(data, "uint8_train", None) is not None and training_device() != "cpu":
+        # A quarter of the bytes to copy to the accelerator. On a CPU nothing is copied, and
+        # tf.data's cast overlaps the training step where the model's would add to it.
+        trains = casting_on_device(model)
+        fed = _Fed(data.uint8_train, getattr(data, "uint8_validation", None))  # type: ignore[attr-defined]
+    else:
         return model, data
-    cached, notice = feature_cache.prepare(model, phase.index)
-    if notice is not None:
-        reporter.report(notice)
-    if cached is None:
-        return model, data
-    compile_alike(cached.model, model, training)
+    compile_alike(trains, model, training)
     if not model.optimizer.built:
-        # The whole model's order of variables: checkpoints are the same with or without.
+        # The whole model's order of variables: checkpoints are the same either way.
         model.optimizer.build(model.trainable_variables)
-    return cached.model, _Fed(cached.train, cached.validation)
+    return trains, fed
+
+
+class _ToFloat(keras.layers.Layer):  # type: ignore[misc]
+    """uint8 pixels to float32, on the device the model runs on."""
+
+    def call(self, images: Any) -> Any:
+        return keras.ops.cast(images, "float32")
+
+
+def casting_on_device(model: keras.Model) -> keras.Model:
+    """``model`` behind a cast from uint8 pixels: what fit trains (never exported)."""
+    (image,) = model.inputs
+    pixels = keras.Input(shape=tuple(image.shape[1:]), dtype="uint8", name=f"{image.name}_uint8")
+    return keras.Model(pixels, model(_ToFloat(name="to_float")(pixels)), name=f"{model.name}_uint8")
 
 
 def steps_per_epoch(data: TrainingData, batch_size: int) -> int:

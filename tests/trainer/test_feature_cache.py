@@ -14,7 +14,9 @@ import pytest
 from service.contract.messages import CheckpointWritten, EpochEnded, Info
 from service.contract.plan import FreezeRule
 from service.contract.request import TrainingOutcome
+from service.trainer.data import image_datasets, read_dataset
 from service.trainer.features import find_frozen_prefix
+from service.trainer.fitting import casting_on_device
 from service.trainer.freezing import Freezer
 from service.trainer.model_surgery import build_model
 from service.trainer.run import train
@@ -83,6 +85,26 @@ def test_a_branched_prefix_has_a_frontier_per_branch() -> None:
     prefix = find_frozen_prefix(built.model)
 
     assert prefix is not None and sorted(prefix.cut_layers) == ["join", "left"]
+
+
+def test_a_frozen_nested_model_is_one_layer_of_the_prefix() -> None:
+    inner_in = keras.Input((32, 32, 3))
+    y = keras.layers.Conv2D(8, 3, padding="same", name="inner_conv")(inner_in)
+    y = keras.layers.BatchNormalization(name="inner_bn")(y)
+    inner = keras.Model(inner_in, keras.layers.ReLU(name="inner_relu")(y), name="inner")
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(2, 1, name="outer_conv")(inner(inputs))
+    built = _built(keras.Model(inputs, keras.layers.ReLU(name="relu3")(x)))
+
+    Freezer(built).apply(FreezeRule("pattern", "^inner$"))
+    prefix = find_frozen_prefix(built.model)
+    assert prefix is not None and prefix.cut_layers == ("inner",)
+    assert prefix.share > 0.5  # its own layers' compute counts
+
+    Freezer(built).apply(FreezeRule("none", None))
+    trainable = find_frozen_prefix(built.model)  # the preprocessing alone
+    assert trainable is not None and "inner" not in trainable.cut_layers
+    assert trainable.share < 0.1
 
 
 def _run(tmp_path: Path, base: Path, train_dir: Path, validation: Path, **spec: Any) -> Any:
@@ -240,3 +262,24 @@ def test_a_job_resumed_mid_phase_on_the_cache_goes_on_from_its_checkpoint(
     # The checkpoint holds the whole model (base and head), as without the cache.
     with np.load(saved / "model.weights.npz") as weights:
         assert len(weights.files) == len(_head(straight[2].output_dir))
+
+
+@pytest.mark.slow
+def test_uint8_pixels_cast_in_the_model_train_the_same_as_float_pixels(digits_train: Path) -> None:
+    examples = read_dataset(digits_train, "image_folder", "train")
+    weights = {}
+    for feed in ("float32", "uint8"):
+        keras.utils.set_random_seed(0)
+        data = image_datasets(
+            examples, None, image_shape=(32, 32, 3), batch_size=16, label_mode="categorical", seed=0
+        )
+        built = _built(build_tiny_cnn())
+        model, train_batches = built.model, data.train
+        if feed == "uint8":
+            model, train_batches = casting_on_device(built.model), data.uint8_train
+        model.compile(optimizer="sgd", loss="categorical_crossentropy")
+        model.fit(train_batches, epochs=1, verbose=0)
+        weights[feed] = built.model.get_weights()
+
+    for a, b in zip(weights["float32"], weights["uint8"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
