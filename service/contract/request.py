@@ -41,6 +41,9 @@ class TrainingRequest:
             (Config.max_input_pixels); None: unchecked.
         max_model_params: Most parameters of the base model (Config.max_model_params); None:
             unchecked.
+        lock_path: ``train`` only: the job's lock file on this machine. The trainer holds an
+            exclusive lock on it (flock) from before it loads anything until it exits, so a new
+            attempt never trains while a trainer of an earlier attempt lives. None: no lock.
         fault_oom_above_batch: Test-only fault injection: a batch size above this fails as out
             of memory (no device here runs out of memory on demand); None in every deployment.
     """
@@ -61,6 +64,7 @@ class TrainingRequest:
     scratch_dir: str | None = None
     max_input_pixels: int | None = None
     max_model_params: int | None = None
+    lock_path: str | None = None
     fault_oom_above_batch: int | None = None
 
     def to_dict(self) -> dict[str, Any]:

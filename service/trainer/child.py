@@ -13,6 +13,7 @@ import logging
 import sys
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 from service.contract.faults import is_disk_full
 from service.contract.messages import (
@@ -22,6 +23,7 @@ from service.contract.messages import (
     TrainingFinished,
 )
 from service.contract.request import TrainingRequest
+from service.trainer.attempt_lock import hold_attempt_lock
 from service.trainer.errors import TrainerError
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,8 @@ def _run(request: TrainingRequest, send: Send) -> FinalMessage:
 
     if request.mode == "inspect":
         return inspect(request)
+    if request.lock_path is not None:
+        hold_attempt_lock(Path(request.lock_path), send)
     _inject_faults(request)
     return TrainingFinished(train(request, send))
 

@@ -28,6 +28,7 @@ from service.jobs.clock import parse, utcnow
 from service.jobs.errors import InvalidAlias, OutputTaken
 from service.jobs.outputs import CLAIM_FILE, OutputClaims
 from service.storage.errors import StorageError
+from service.worker.attempt_dirs import lock_path
 from service.worker.child_runner import TrainerPool, run_training
 from service.worker.errors import JobAbandoned, JobCancelled, JobFailure, JobInterrupted
 from service.worker.faults import disk_full, is_disk_full
@@ -208,6 +209,7 @@ class JobRun:
             data_cache_mb=self.data_cache_mb,
             max_input_pixels=None if self.model_limits is None else self.model_limits[0],
             max_model_params=None if self.model_limits is None else self.model_limits[1],
+            lock_path=str(lock_path(self.job_dir)),
             fault_oom_above_batch=self.fault_oom_above_batch,
         )
 

@@ -6,7 +6,6 @@ import logging
 import os
 import random
 import secrets
-import shutil
 import socket
 import threading
 import time
@@ -20,6 +19,7 @@ from service.logs import job_logging
 from service.storage.errors import StorageError
 from service.worker import retry_policies, visuals
 from service.worker.archives import ArchiveLimits
+from service.worker.attempt_dirs import remove_attempt
 from service.worker.child_runner import TrainerPool
 from service.worker.dry_runs import DryRunner
 from service.worker.errors import JobAbandoned, JobCancelled, JobFailure, JobInterrupted
@@ -214,7 +214,7 @@ class Worker:
         else:
             self._finish(record, heartbeat, JobStatus.SUCCEEDED, result=result, metrics=metrics)
         finally:
-            shutil.rmtree(job_dir.parent, ignore_errors=True)
+            remove_attempt(job_dir)
 
     # outcomes --------------------------------------------------------------------------
     def _release(self, record: JobRecord, heartbeat: Heartbeat) -> None:

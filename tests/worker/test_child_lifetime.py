@@ -1,4 +1,6 @@
-"""A worker killed with SIGKILL leaves no trainer child behind: not a training one, not a spare.
+"""A worker killed with SIGKILL leaves no trainer child behind: not a training one, not a spare,
+not a dry run's; and the job's next attempt, on a worker that takes it over when the lease runs
+out, trains only after the old trainer is gone.
 
 The worker is a real ``python -m service worker`` process on local job state; only it is killed
 (not its process group). The test process is made a child subreaper meanwhile, so the orphaned
@@ -23,6 +25,9 @@ import pytest
 
 from schemas import JobSpecSchema
 from service.context import Services
+from service.jobs import JobStatus
+from service.jobs.clock import parse
+from service.jobs.dry_runs import DryRunStore
 from tests.helpers.children import trainer_pids
 from tests.helpers.data import write_image_folder
 from tests.helpers.models import pretrain_tiny_cnn
@@ -56,8 +61,11 @@ def services(tmp_path: Path) -> Services:
     return local_services(tmp_path)
 
 
-def _start_worker(services: Services, tmp_path: Path, warm: bool) -> ServiceProcess:
+def _start_worker(
+    services: Services, tmp_path: Path, warm: bool, name: str = "worker", **more: str
+) -> ServiceProcess:
     env = {
+        **more,
         "FINETUNE_STATE_URI": services.config.state_uri,
         "FINETUNE_WORK_DIR": str(services.config.work_dir),
         "FINETUNE_ALLOW_LOCAL_STORAGE": "1",
@@ -65,7 +73,7 @@ def _start_worker(services: Services, tmp_path: Path, warm: bool) -> ServiceProc
         "FINETUNE_HEARTBEAT_SECONDS": "0.5",
         "FINETUNE_WARM_TRAINER": "1" if warm else "0",
     }
-    return worker_process("worker", env, tmp_path)
+    return worker_process(name, env, tmp_path)
 
 
 @pytest.fixture
@@ -104,8 +112,12 @@ def _wait_for(
         time.sleep(0.2)
 
 
-def _kill_and_expect_killed(worker: ServiceProcess, trainer: int) -> None:
-    """SIGKILL the worker alone; its trainer child must end by SIGKILL too, within seconds."""
+def _kill_and_expect_killed(worker: ServiceProcess, trainer: int) -> float:
+    """SIGKILL the worker alone; its trainer child must end by SIGKILL too, within seconds.
+
+    Returns:
+        The time (``time.time()``) by which the trainer was seen gone.
+    """
     assert worker.process is not None
     worker.process.kill()
     worker.process.wait(30)
@@ -118,9 +130,11 @@ def _kill_and_expect_killed(worker: ServiceProcess, trainer: int) -> None:
         return bool(pid)
 
     _wait_for(reaped, f"the trainer child {trainer} outlived its worker", GONE_TIMEOUT, worker)
+    gone_by = time.time()
     (status,) = ended
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
     assert trainer_pids(os.getpid()) == []
+    return gone_by
 
 
 def test_a_training_child_dies_with_its_worker(
@@ -177,3 +191,84 @@ def test_a_warm_spare_dies_with_its_worker(
         _kill_and_expect_killed(worker, spares[0])
     finally:
         worker.stop()
+
+
+def test_a_dry_runs_child_dies_with_its_worker(
+    services: Services, inputs: dict[str, Path], tmp_path: Path, orphans: list[int]
+) -> None:
+    spec = JobSpecSchema().load(
+        {
+            "base_model": {"uri": f"file://{inputs['model']}"},
+            "dataset": {"train": f"file://{inputs['train']}/", "preprocessing": "rescale"},
+            "head": {"cut_at": "gap"},
+            "output": {"uri": f"file://{tmp_path / 'out'}/"},
+        }
+    )
+    worker = _start_worker(services, tmp_path, warm=False)  # no spare: a child is the dry run's
+    try:
+        assert worker.process is not None
+        pid = worker.process.pid
+        DryRunStore(services.jobs.store, services.jobs.prefix).submit(spec, 300)
+        _wait_for(lambda: trainer_pids(pid), "no dry run's child started", START_TIMEOUT, worker)
+        children = trainer_pids(pid)
+        orphans.extend(children)
+        assert len(children) == 1, children
+        # Past its start (a child whose worker is gone before it asks for the parent-death
+        # signal exits by itself), still busy: TensorFlow mapped, the inspection to come.
+        _wait_for(
+            lambda: _loaded_tensorflow(children[0]),
+            "the dry run's child never imported TensorFlow",
+            START_TIMEOUT,
+            worker,
+        )
+
+        _kill_and_expect_killed(worker, children[0])
+    finally:
+        worker.stop()
+
+
+def test_the_next_attempt_trains_only_after_the_killed_workers_trainer_is_gone(
+    services: Services, inputs: dict[str, Path], tmp_path: Path, orphans: list[int]
+) -> None:
+    spec = JobSpecSchema().load(
+        {
+            "base_model": {"uri": f"file://{inputs['model']}"},
+            "dataset": {"train": f"file://{inputs['train']}/", "preprocessing": "rescale"},
+            "head": {"cut_at": "gap"},
+            "training": {"epochs": 3, "batch_size": 16},
+            "output": {"uri": f"file://{tmp_path / 'out'}/"},
+        }
+    )
+    record = services.jobs.create(spec)
+    quick_lease = {"FINETUNE_LEASE_SECONDS": "3", "FINETUNE_SWEEP_SECONDS": "0.5"}
+    first = _start_worker(services, tmp_path, warm=False, name="first", **quick_lease)
+    try:
+        assert first.process is not None
+        _wait_for(
+            lambda: services.jobs.get(record.id).progress.get("epoch", 0) >= 1,
+            "the job never finished an epoch",
+            START_TIMEOUT,
+            first,
+        )
+        (trainer,) = trainer_pids(first.process.pid)
+        orphans.append(trainer)
+        gone_by = _kill_and_expect_killed(first, trainer)
+    finally:
+        first.stop()
+
+    second = _start_worker(services, tmp_path, warm=False, name="second", **quick_lease)
+    try:
+        _wait_for(
+            lambda: services.jobs.get(record.id).status is JobStatus.SUCCEEDED,
+            "the second worker did not finish the job",
+            START_TIMEOUT,
+            second,
+        )
+    finally:
+        second.stop()
+    events = services.jobs.read_events(record.id)
+    (second_claim,) = [e for e in events if e.type == "claimed" and e.data["attempt"] == 2]
+    retrained = [e for e in events if e.type == "epoch" and e.seq > second_claim.seq]
+    assert retrained, [e.type for e in events]
+    assert all(parse(e.time).timestamp() > gone_by for e in retrained)
+    assert not os.listdir(services.config.work_dir)  # both attempts' folders and the lock gone
