@@ -834,6 +834,22 @@ class JobSpecSchema(StrictSchema):
             )
 
     @validates_schema
+    def _batch_splits_across_devices(self, data: dict[str, Any], **kwargs: Any) -> None:
+        """A batch is split evenly across the job's devices (resources.gpus)."""
+        devices = (data.get("resources") or {}).get("gpus", 1)
+        batch_size = (data.get("training") or {}).get("batch_size")
+        if batch_size is not None and devices > 1 and batch_size % devices:
+            below = batch_size // devices * devices or devices
+            above = (batch_size // devices + 1) * devices
+            raise ValidationError(
+                _at(
+                    ["training", "batch_size"],
+                    f"Must be a multiple of resources.gpus ({devices}): each step's batch is "
+                    f"split evenly across the devices. Use e.g. {below} or {above}.",
+                )
+            )
+
+    @validates_schema
     def _lr_schedules_fit_their_phases(self, data: dict[str, Any], **kwargs: Any) -> None:
         """Each phase's schedule warms up for fewer epochs than the phase has, and decays to
         a rate below the phase's learning rate."""

@@ -20,9 +20,22 @@ from service.contract.request import TrainingOutcome
 TrainerPhase = Literal["loading", "training", "exporting"]
 
 
+DeviceKind = Literal["cpu", "gpu"]
+
+
 @dataclass(frozen=True)
 class Ready:
-    """The child has imported TensorFlow and the trainer and waits for its one request."""
+    """The child has imported TensorFlow and the trainer and waits for its one request.
+
+    Attributes:
+        devices: The devices it may train on (a job's ``resources.gpus`` at most this).
+        device_kind: ``gpu`` where TensorFlow sees GPUs, else ``cpu`` (logical CPU devices
+            included). A child that could not list its devices (TensorFlow failed to import)
+            says one CPU: its worker then claims one-device jobs, which fail with that error.
+    """
+
+    devices: int = 1
+    device_kind: DeviceKind = "cpu"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,9 @@ Layout under the state prefix:
 - ``index/<inverted id>``: a marker per job; ids sort by creation time, and the inverted id
   (each base32 digit d replaced by 31 - d) sorts the other way, so listing is newest first.
 - ``events/<id>/<seq>.json``: the job's events (EventLog).
+- ``waiting/<id>``: a marker per queued job that no running worker can hold, so that the event
+  saying so is written once, however many workers see it (``note_waiting``).
+- ``workers/<worker id>.json``: what each running worker holds (service/jobs/workers.py).
 
 Markers are written before the record: the record is the commit point. A marker whose record
 does not exist (a create that died half-way) is skipped and, once old, removed.
@@ -28,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
+from service.contract.errors import SpecKeyMissing
 from service.contract.plan import JobPlan
 from service.jobs.clock import isoformat, now_iso, parse, utcnow
 from service.jobs.errors import JobIsFinal, LeaseLost, NoSuchJob, UpdateAborted
@@ -71,6 +75,7 @@ class JobStore:
         self.prefix = prefix
         self.events = EventLog(store, prefix)
         self._cas_policy = cas_policy
+        self._devices_wanted: dict[str, int] = {}
 
     # keys ------------------------------------------------------------------------------
     def _record_key(self, job_id: str) -> str:
@@ -81,6 +86,9 @@ class JobStore:
 
     def _running_key(self, job_id: str) -> str:
         return f"{self.prefix}running/{job_id}"
+
+    def _waiting_key(self, job_id: str) -> str:
+        return f"{self.prefix}waiting/{job_id}"
 
     def _index_key(self, job_id: str) -> str:
         return f"{self.prefix}index/{invert_id(job_id)}"
@@ -200,17 +208,82 @@ class JobStore:
                 break
         return ids
 
-    def claim_next(self, worker: str, lease_seconds: float) -> JobRecord | None:
+    def claim_next(
+        self,
+        worker: str,
+        lease_seconds: float,
+        devices: Callable[[], int] | None = None,
+        too_big: Callable[[str, int], None] | None = None,
+    ) -> JobRecord | None:
         """Take the oldest queued job for ``worker``; None where there is none.
 
         Of several workers racing for one job exactly one wins: the claim is a
-        compare-and-swap on the record.
+        compare-and-swap on the record. With ``devices`` (says what the worker holds; asked
+        only when a job wants more than one, as every worker holds one) a job asking for more
+        (``resources.gpus``) stays queued for another worker, and is handed to ``too_big``
+        with the devices it asks for.
         """
-        for job_id in self.queued_ids():
+        queued = self.queued_ids()
+        if devices is not None:
+            # A job's spec never changes: what it asks for is read once per job.
+            still = set(queued)
+            self._devices_wanted = {
+                job_id: wanted for job_id, wanted in self._devices_wanted.items() if job_id in still
+            }
+        held: int | None = None
+        for job_id in queued:
+            if devices is not None:
+                wanted = self._wanted(job_id)
+                if wanted is not None and wanted > 1:
+                    held = devices() if held is None else held
+                    if wanted > held:
+                        if too_big is not None:
+                            too_big(job_id, wanted)
+                        continue
             record = self.try_claim(job_id, worker, lease_seconds)
             if record is not None:
                 return record
         return None
+
+    def _wanted(self, job_id: str) -> int | None:
+        """The devices a job asks for; None where its record cannot be read (not yet written)
+        or its spec predates ``resources`` (a job queued by an earlier release: one device; the
+        worker reads its spec through this release's schema once it claims it)."""
+        if job_id not in self._devices_wanted:
+            record = self._get_or_none(job_id)
+            if record is None:
+                return None
+            try:
+                plan = JobPlan.from_spec(record.spec)
+            except SpecKeyMissing:
+                return None
+            self._devices_wanted[job_id] = plan.training_plan.resources.gpus
+        return self._devices_wanted[job_id]
+
+    def note_waiting(self, job_id: str, devices: int, most_held: int) -> bool:
+        """Say once, in the job's events, that no running worker can hold it.
+
+        Returns:
+            Whether this call wrote the event (of workers racing, one does; a later call for
+            the same job writes nothing until a worker has claimed it).
+        """
+        try:
+            self.store.put_if_absent(self._waiting_key(job_id), str(devices).encode())
+        except PreconditionFailed:
+            return False
+        held = (
+            f"the most any running worker holds is {most_held}"
+            if most_held
+            else "no worker is running"
+        )
+        self.events.append(
+            job_id,
+            "waiting",
+            f"Waiting for a worker with {devices} devices (resources.gpus): {held}. The job "
+            "stays queued until such a worker runs; or cancel it and ask for fewer.",
+            {"devices": devices, "most_held": most_held},
+        )
+        return True
 
     def try_claim(self, job_id: str, worker: str, lease_seconds: float) -> JobRecord | None:
         """Claim one queued job; None where it is gone, not queued, or another worker won."""
@@ -240,6 +313,7 @@ class JobStore:
             self.store.delete(self._queue_key(job_id))
             return None
         self.store.delete(self._queue_key(job_id))
+        self.store.delete(self._waiting_key(job_id))  # requeued, it may wait again
         self.events.append(
             job_id,
             "claimed",

@@ -32,6 +32,8 @@ Modules, in the order a run uses them:
 - ``compiling``: optimizer, loss and metrics.
 - ``callbacks``: per-epoch progress reporting.
 - ``reporting``: progress messages and checkpoint writes off the training thread, in order.
+- ``distribution``: the child's devices (a CPU split into logical ones where asked) and the
+  strategy a job trains under (MirroredStrategy for several devices).
 - ``fitting``: the phases: freeze, recompile, fit, early stopping.
 - ``export``: ``saved_model/`` for serving and ``model.keras`` for the next job.
 """

@@ -1,4 +1,4 @@
-"""``python -m service.trainer <parent pid>``: the process of one trainer child.
+"""``python -m service.trainer <parent pid> [<logical devices>]``: one trainer child's process.
 
 The worker's child runner (service.worker.child_runner) starts this with an environment of its
 own choosing (no credentials) and speaks to it over two pipes: stdin brings one request, as one
@@ -7,15 +7,16 @@ service.contract.messages, one JSON line each. What else the process prints (Pyt
 code) goes to stderr, so nothing can garble the messages.
 
 In order: die with the parent (``PR_SET_PDEATHSIG``), and exit at once where the parent is
-already gone; import TensorFlow and the trainer (a warm child does this before its job comes);
-send ``Ready``; read the request; run it in its mode (``service.trainer.child.run_request``),
+already gone; import TensorFlow, split the CPU into ``<logical devices>`` devices where that is
+given and no GPU is visible (before any TensorFlow op: service.trainer.distribution), and
+import the trainer (a warm child does this before its job comes); send ``Ready`` with the
+devices it holds; read the request; run it in its mode (``service.trainer.child.run_request``),
 which ends with exactly one final message. End of input instead of a request: the parent let
 this child go unused.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
 import json
@@ -34,13 +35,12 @@ _PR_SET_PDEATHSIG = 1
 
 def main(argv: list[str]) -> int:
     """Run the child's life; returns the process's exit status."""
-    if len(argv) != 2 or not argv[1].isdigit():
-        print("usage: python -m service.trainer <parent pid>", file=sys.stderr)
+    if len(argv) not in (2, 3) or not all(arg.isdigit() for arg in argv[1:]):
+        print("usage: python -m service.trainer <parent pid> [<logical devices>]", file=sys.stderr)
         return 2
     die_with_parent(int(argv[1]))
     send = _sender(_take_stdout())
-    _warm_up()
-    send(Ready())
+    send(_warm_up(int(argv[2]) if len(argv) == 3 else None))
     line = sys.stdin.buffer.readline()
     if not line.strip():
         return 0
@@ -89,13 +89,21 @@ def _sender(channel: BinaryIO) -> Callable[[ChildMessage], None]:
     return send
 
 
-def _warm_up() -> None:
+def _warm_up(logical_devices: int | None) -> Ready:
+    """Imports TensorFlow and the trainer; Ready with the devices this child holds."""
     # A failed import is not fatal here: run_request imports it again and reports the failure
     # as the run's own.
-    with contextlib.suppress(Exception):
+    try:
+        from service.trainer.distribution import configure_devices
+
+        held = configure_devices(logical_devices)
         import keras  # noqa: F401  (loads the backend: TensorFlow)
 
         import service.trainer.child  # noqa: F401
+    except Exception as exc:
+        print(f"the trainer's warm-up failed: {exc!r}", file=sys.stderr)
+        return Ready()
+    return Ready(devices=held.count, device_kind=held.kind)
 
 
 if __name__ == "__main__":

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import keras
 import tensorflow as tf
 
 from service.contract.messages import Info, PhaseStarted
+from service.contract.plan import TrainingPlan
 from service.contract.request import TrainingOutcome, TrainingRequest
 from service.trainer.callbacks import tensorboard_callback
 from service.trainer.checkpointing import load_resume_state, restore_weights
-from service.trainer.data import image_datasets
+from service.trainer.data import ImageDatasets, image_datasets
+from service.trainer.distribution import (
+    Distribution,
+    check_first_batches,
+    choose_distribution,
+)
 from service.trainer.export import export_model
 from service.trainer.features import FeatureCache
-from service.trainer.fitting import fit_phases
+from service.trainer.fitting import FitResult, fit_phases
 from service.trainer.loading import LoadedModel
 from service.trainer.model_surgery import BuiltModel
 from service.trainer.pipeline import Prepared, Problems, prepare
@@ -38,7 +45,60 @@ def train(request: TrainingRequest, report: Report) -> TrainingOutcome:
             (invalid_model, invalid_dataset, incompatible, out_of_memory).
     """
     timings: dict[str, float] = {}
+    # The model, its optimizer and its metrics are made under the job's strategy; the export is
+    # outside it, so the files hold plain variables (distribution.py).
+    distribution = choose_distribution(TrainingPlan.from_spec(request.spec).resources.gpus)
+    with distribution.scope():
+        trained = _prepare_and_fit(request, report, timings, distribution)
+    found, data, fitted = trained.found, trained.data, trained.fitted
+    loaded, built, image_shape = found.loaded, found.built, found.image_shape
+    assert loaded is not None and built is not None and image_shape is not None
+    assert found.policy is not None
 
+    started = time.monotonic()
+    report(PhaseStarted("exporting"))
+    exported = export_model(built.model, request.output_dir)
+    timings["exporting"] = _since(started)
+
+    return TrainingOutcome(
+        metrics=fitted.metrics,
+        history=fitted.history,
+        class_names=data.class_names,
+        saved_model_dir=exported.saved_model_dir,
+        keras_file=exported.keras_file,
+        input_shape=list(image_shape),
+        trainable_weights=fitted.trainable_weights,
+        versions={
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+        },
+        timings=timings,
+        restored_epoch=fitted.restored_epoch,
+        phases=fitted.phases,
+        base_model={
+            **_base_model(loaded),
+            **({"architecture": loaded.architecture} if loaded.architecture else {}),
+        },
+        precision=found.policy,
+    )
+
+
+@dataclass(frozen=True)
+class _Trained:
+    """What the steps up to the export produced."""
+
+    found: Prepared
+    data: ImageDatasets
+    fitted: FitResult
+
+
+def _prepare_and_fit(
+    request: TrainingRequest,
+    report: Report,
+    timings: dict[str, float],
+    distribution: Distribution,
+) -> _Trained:
+    """Prepares the model and data, resumes where a checkpoint is, and fits every phase."""
     started = time.monotonic()
     report(PhaseStarted("loading"))
     problems = Problems(collect=False)
@@ -48,7 +108,18 @@ def train(request: TrainingRequest, report: Report) -> TrainingOutcome:
     # Problems raise in train mode: every step has its result here.
     assert loaded is not None and built is not None and examples is not None
     assert image_shape is not None and policy is not None
-    for message in (*_described(found, loaded, built, examples, image_shape), *problems.notes):
+    check_first_batches(
+        distribution,
+        plan.training.batch_size,
+        sum(examples.counts().values()),
+        None if found.validation is None else sum(found.validation.counts().values()),
+    )
+    strategy = distribution.info(plan.training.batch_size)
+    for message in (
+        *_described(found, loaded, built, examples, image_shape),
+        *problems.notes,
+        *([] if strategy is None else [strategy]),
+    ):
         report(message)
     data = image_datasets(
         examples,
@@ -82,33 +153,7 @@ def train(request: TrainingRequest, report: Report) -> TrainingOutcome:
         ),
     )
     timings["training"] = _since(started)
-
-    started = time.monotonic()
-    report(PhaseStarted("exporting"))
-    exported = export_model(built.model, request.output_dir)
-    timings["exporting"] = _since(started)
-
-    return TrainingOutcome(
-        metrics=fitted.metrics,
-        history=fitted.history,
-        class_names=data.class_names,
-        saved_model_dir=exported.saved_model_dir,
-        keras_file=exported.keras_file,
-        input_shape=list(image_shape),
-        trainable_weights=fitted.trainable_weights,
-        versions={
-            "tensorflow": tf.__version__,
-            "keras": keras.__version__,
-        },
-        timings=timings,
-        restored_epoch=fitted.restored_epoch,
-        phases=fitted.phases,
-        base_model={
-            **_base_model(loaded),
-            **({"architecture": loaded.architecture} if loaded.architecture else {}),
-        },
-        precision=policy,
-    )
+    return _Trained(found, data, fitted)
 
 
 def _described(

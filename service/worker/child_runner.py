@@ -71,11 +71,18 @@ CHILD_VARIABLE_PREFIXES = (
 )  # fmt: skip
 #: A name that says it holds a secret keeps its variable out, whatever the lists above say.
 SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|KEY", re.IGNORECASE)
+#: A CPU split into logical devices trains with TensorFlow's own kernels, not oneDNN's: at an
+#: epoch's end a replica may get an empty batch, and oneDNN's Conv2D answers an empty batch
+#: with its input unchanged (TensorFlow 2.21), which fails the next layer.
+SPLIT_CPU_KERNELS = {"TF_ENABLE_ONEDNN_OPTS": "0"}
 #: Called with each progress message of the child; returns nothing.
 MessageHandler = Callable[[ProgressMessage], None]
 #: Called about once a second while the child runs; raises to stop it.
 Watchdog = Callable[[], None]
 
+#: How long ``TrainerPool.capacity`` waits for a new child to import TensorFlow and say what it
+#: holds (seconds on an idle machine; far more on a loaded CI runner).
+CAPACITY_TIMEOUT_SECONDS = 180.0
 _STOP_GRACE_SECONDS = 5.0
 _POLL_SECONDS = 1.0
 
@@ -107,7 +114,12 @@ class TrainerProcess:
         ready: Set once the child has imported TensorFlow and the trainer.
     """
 
-    def __init__(self, name: str = "trainer", oom_kills: OomKillCounter | None = None) -> None:
+    def __init__(
+        self,
+        name: str = "trainer",
+        oom_kills: OomKillCounter | None = None,
+        logical_devices: int | None = None,
+    ) -> None:
         #: For logs; the pool adds the pid, and what the child runs once it has a request.
         self.name = name
         #: The memory cgroup's count of OOM kills (this process's cgroup, the child's too).
@@ -115,14 +127,21 @@ class TrainerProcess:
         # Read again at submit: OOM kills while a spare waits are none of its request's.
         self._oom_kills_at_submit = self.oom_kills.read()
         self.ready = threading.Event()
+        #: The child's Ready message (the devices it holds), once it came.
+        self.held: Ready | None = None
         # None: the child closed its end of the message pipe (it exited, or is about to).
         self._messages: queue.Queue[ChildMessage | None] = queue.Queue()
+        # The CPU's split into logical devices is made before TensorFlow starts: an argument.
+        split = [] if logical_devices is None else [str(logical_devices)]
+        env = child_environment(os.environ)
+        if logical_devices is not None and logical_devices > 1:
+            env.update(SPLIT_CPU_KERNELS)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", CHILD_MODULE, str(os.getpid())],
+            [sys.executable, "-m", CHILD_MODULE, str(os.getpid()), *split],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=child_environment(os.environ),
+            env=env,
             close_fds=True,
         )
         assert self.process.stdout is not None and self.process.stderr is not None
@@ -231,6 +250,7 @@ class TrainerProcess:
                     log.warning("%s sent %s", self.name, exc)
                     continue
                 if isinstance(message, Ready):
+                    self.held = message
                     self.ready.set()
                 else:
                     self._messages.put(message)
@@ -293,6 +313,9 @@ def died(code: int | None, oom_killed: bool | None = None) -> JobFailure:
 class TrainerPool:
     """Hands out trainer children, keeping one warm spare ready where ``warm`` is on.
 
+    Every child is started with ``logical_devices`` (a CPU split into that many devices,
+    service.trainer.distribution); ``capacity`` says what a child holds.
+
     ``prepare`` starts the spare (the worker calls it whenever it looks for work); ``run`` takes
     the spare where there is one and otherwise starts a child then and there. With ``warm`` on,
     the replacement starts as soon as a run has its child, so that it has imported TensorFlow by
@@ -300,14 +323,43 @@ class TrainerPool:
     next. Safe to use from several threads (the job loop and the dry runs share one pool).
     """
 
-    def __init__(self, warm: bool = True, oom_kills: OomKillCounter | None = None) -> None:
+    def __init__(
+        self,
+        warm: bool = True,
+        oom_kills: OomKillCounter | None = None,
+        logical_devices: int | None = None,
+    ) -> None:
         self.warm = warm
         #: Shared by its children (read at each request and at each death).
         self.oom_kills = OomKillCounter() if oom_kills is None else oom_kills
+        self.logical_devices = logical_devices
         self._spare: TrainerProcess | None = None
         self._lock = threading.Lock()
+        self._held: Ready | None = None
         self.last_pid: int | None = None
         self.last_was_warm = False
+
+    def capacity(self, timeout: float = CAPACITY_TIMEOUT_SECONDS) -> Ready | None:
+        """The devices a trainer child holds, as the first child to say so reported.
+
+        Where no child has said yet, one is started and kept as the spare (the next run takes
+        it), and this waits up to ``timeout`` seconds for its Ready. Call it from a long-lived
+        thread, as ``prepare``. None: no child reported in time (it died, or is still
+        importing TensorFlow).
+        """
+        if self._held is not None:
+            return self._held
+        with self._lock:
+            if self._spare is not None and not self._spare.is_usable():
+                self._spare.close()
+                self._spare = None
+            if self._spare is None:
+                self._spare = TrainerProcess("trainer-warm", self.oom_kills, self.logical_devices)
+            spare = self._spare
+        spare.ready.wait(timeout)
+        if spare.held is not None:
+            self._held = spare.held
+        return self._held
 
     @property
     def spare(self) -> TrainerProcess | None:
@@ -326,7 +378,7 @@ class TrainerPool:
                 self._spare.close()
                 self._spare = None
             if self._spare is None:
-                self._spare = TrainerProcess("trainer-warm", self.oom_kills)
+                self._spare = TrainerProcess("trainer-warm", self.oom_kills, self.logical_devices)
                 log.info("warm trainer process %s started", self._spare.pid)
 
     def run(
@@ -343,7 +395,7 @@ class TrainerPool:
         if child is None or not warm:
             if child is not None:
                 child.close()
-            child = TrainerProcess("trainer", self.oom_kills)
+            child = TrainerProcess("trainer", self.oom_kills, self.logical_devices)
         child.name = f"trainer {child.pid} ({request.mode} {request.job_id})"
         self.last_pid, self.last_was_warm = child.pid, warm
         log.info("%s: %s", child.name, "warm" if warm else "started now")

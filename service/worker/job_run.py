@@ -220,6 +220,8 @@ class JobRun:
         sizes: the user's batch size never changes silently.
         """
         batch_size = self.plan.training_plan.training.batch_size
+        # A smaller batch stays a multiple of the job's devices (the schema's rule).
+        devices = self.plan.training_plan.resources.gpus
         tried: list[int] = []
         killed = 0
         while True:
@@ -246,7 +248,7 @@ class JobRun:
                 if failure.code != "out_of_memory":
                     raise
                 tried.append(batch_size)
-                smaller = batch_size // 2
+                smaller = batch_size // 2 // devices * devices
                 if smaller < self.min_batch_size:
                     sizes = ", ".join(str(size) for size in tried)
                     raise JobFailure(

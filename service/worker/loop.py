@@ -15,6 +15,7 @@ from service.context import Services
 from service.jobs import JobRecord, JobStatus, LeaseLost
 from service.jobs.checkpoints import CheckpointStore
 from service.jobs.dry_runs import DryRunStore
+from service.jobs.workers import WorkerCapacity, WorkerRegistry
 from service.logs import job_logging
 from service.storage.errors import StorageError
 from service.worker import retry_policies, visuals
@@ -26,6 +27,7 @@ from service.worker.errors import JobAbandoned, JobCancelled, JobFailure, JobInt
 from service.worker.heartbeat import Heartbeat
 from service.worker.job_run import JobRun
 from service.worker.observer import JobObserver
+from service.worker.presence import WorkerPresence
 from service.worker.spec_upgrade import SpecNoLongerValid, spec_for_this_release
 from service.worker.staging import Stager
 
@@ -48,6 +50,10 @@ class Worker:
 
     Setting ``stopping`` (the SIGTERM handler does) hands a running job back to the queue at
     once, its last epoch's checkpoint already stored, and ends ``run_forever``.
+
+    It claims only jobs that fit the devices its trainer holds (``capacity``); a job too big
+    for every running worker gets one ``waiting`` event. ``run_forever`` publishes what it
+    holds in the state bucket (service/jobs/workers.py) while it runs.
     """
 
     def __init__(self, services: Services, worker_id: str | None = None) -> None:
@@ -69,7 +75,11 @@ class Worker:
         self.observer = JobObserver(services)  # metrics and webhooks (observer.py)
         # run_forever keeps a warm trainer child ready (FINETUNE_WARM_TRAINER); run_once alone
         # starts one per job and leaves none behind.
-        self.trainers = TrainerPool(warm=False)
+        self.trainers = TrainerPool(warm=False, logical_devices=self.config.logical_devices)
+        self.registry = WorkerRegistry(self.jobs.store, self.jobs.prefix)
+        self._capacity: WorkerCapacity | None = None
+        self._waiting_noted: set[str] = set()
+        self._most_held: tuple[float, int] | None = None  # (when read, devices)
         self.dry_runs = DryRunner(
             DryRunStore(self.jobs.store, self.jobs.prefix),
             self.stager,
@@ -94,6 +104,9 @@ class Worker:
         ]
         for thread in dry_runners:
             thread.start()
+        presence = WorkerPresence(
+            self.registry, self.capacity(), self.config.heartbeat_seconds
+        ).start()
         while not self.stopping.is_set():
             self.trainers.prepare()
             try:
@@ -107,6 +120,7 @@ class Worker:
                 self.stopping.wait(self.config.poll_seconds)
         for thread in dry_runners:
             thread.join()
+        presence.stop()
         self.trainers.close()
         self.observer.close()
         log.info("worker %s stopped", self.worker_id)
@@ -125,7 +139,12 @@ class Worker:
         """Claim and run one job; False where none was queued."""
         if self.stopping.is_set():
             return False
-        record = self.jobs.claim_next(self.worker_id, self.config.lease_seconds)
+        record = self.jobs.claim_next(
+            self.worker_id,
+            self.config.lease_seconds,
+            devices=lambda: self.capacity().devices,
+            too_big=self._wait_for_bigger,
+        )
         if record is None:
             return False
         with job_logging(record.id):
@@ -153,6 +172,40 @@ class Worker:
             current.spec = upgraded
 
         return self.jobs.update(record.id, upgrade)
+
+    def capacity(self) -> WorkerCapacity:
+        """The devices this worker's trainer holds, as its first trainer child said.
+
+        Asked once (a child is started to say it, and kept for the next run). A child that
+        does not answer in time counts as one device, asked again next time.
+        """
+        if self._capacity is not None:
+            return self._capacity
+        held = self.trainers.capacity()
+        if held is None:
+            log.warning("the trainer did not say what devices it holds; counting one for now")
+            return WorkerCapacity(self.worker_id, 1, "cpu")
+        self._capacity = WorkerCapacity(self.worker_id, held.devices, held.device_kind)
+        log.info("worker %s holds %d %s device(s)", self.worker_id, held.devices, held.device_kind)
+        return self._capacity
+
+    def _wait_for_bigger(self, job_id: str, devices: int) -> None:
+        """A queued job asks for more devices than this worker holds: where no running worker
+        holds that many, say so in its events (once)."""
+        if job_id in self._waiting_noted:
+            return
+        most = max(self._most_devices_held(), self.capacity().devices)
+        if most >= devices:
+            return  # a bigger worker runs: the job waits for it to be free
+        self.jobs.note_waiting(job_id, devices, most)
+        self._waiting_noted.add(job_id)
+
+    def _most_devices_held(self) -> int:
+        """The most devices of a running worker, read again at most every ``sweep_seconds``."""
+        now = time.monotonic()
+        if self._most_held is None or now - self._most_held[0] > self.config.sweep_seconds:
+            self._most_held = (now, self.registry.most_devices(self.config.lease_seconds))
+        return self._most_held[1]
 
     def run_job(self, record: JobRecord) -> None:
         """Run a claimed attempt to a final status, or hand it back, or give it up."""

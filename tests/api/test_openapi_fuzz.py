@@ -82,7 +82,7 @@ def _names_missing_inputs(body: Any, storage: Storage) -> bool:
 
 # Fields whose refusal can come from a rule joining several fields: a schedule's floor below the
 # phase's learning rate and its warm-up shorter than the phase, an optimizer's own options, label
-# smoothing only with a loss that takes it.
+# smoothing only with a loss that takes it, a batch that splits evenly across the job's devices.
 RULES_ACROSS_FIELDS = frozenset(
     {
         "min_learning_rate",
@@ -91,6 +91,8 @@ RULES_ACROSS_FIELDS = frozenset(
         "momentum",
         "nesterov",
         "label_smoothing",
+        # A multiple of resources.gpus.
+        "batch_size",
     }
 )
 

@@ -47,7 +47,8 @@ def test_more_devices_than_the_service_allows_is_a_422_saying_the_maximum(
     client: FlaskClient,
 ) -> None:
     for path in ("/v1/jobs", "/v1/jobs/validate"):
-        response = client.post(path, json=raw_spec(resources={"gpus": 9}))
+        body = raw_spec(resources={"gpus": 9}, training={"batch_size": 36})
+        response = client.post(path, json=body)
 
         assert response.status_code == 422, response.json
         (message,) = response.json["errors"]["json"]["resources"]["gpus"]
@@ -65,7 +66,8 @@ def test_the_maximum_is_a_setting(tmp_path: Path) -> None:
     client = create_app(config).test_client()
 
     assert client.post("/v1/jobs", json=raw_spec(resources={"gpus": 2})).status_code == 201
-    messages = field_messages(client, raw_spec(resources={"gpus": 3}), ["resources", "gpus"])
+    body = raw_spec(resources={"gpus": 3}, training={"batch_size": 30})
+    messages = field_messages(client, body, ["resources", "gpus"])
     assert messages == ["At most 2 devices per job on this service; ask for 2 or fewer."]
 
 
@@ -76,3 +78,16 @@ def test_the_openapi_document_shows_the_field(client: FlaskClient) -> None:
     assert (gpus["default"], gpus["minimum"]) == (1, 1)
     assert "MirroredStrategy" in gpus["description"]
     assert components["JobSpec"]["properties"]["resources"]["$ref"].endswith("/Resources")
+
+
+def test_the_batch_must_split_evenly_across_the_devices(client: FlaskClient) -> None:
+    body = raw_spec(resources={"gpus": 4}, training={"batch_size": 30})
+
+    messages = field_messages(client, body, ["training", "batch_size"])
+
+    assert messages == [
+        "Must be a multiple of resources.gpus (4): each step's batch is split evenly across "
+        "the devices. Use e.g. 28 or 32."
+    ]
+    even = raw_spec(resources={"gpus": 4}, training={"batch_size": 32})
+    assert client.post("/v1/jobs", json=even).status_code == 201

@@ -83,6 +83,40 @@ def test_workers_get_a_gpu_and_a_grace_period_longer_than_the_checkpoint_grace()
     assert int(config["FINETUNE_WORKER_METRICS_PORT"]) == worker["ports"][0]["containerPort"]
 
 
+#: The worker pools: Deployment name -> GPUs of each worker.
+WORKER_POOLS = {"finetune-worker": 1, "finetune-worker-multi-gpu": 4}
+
+
+@pytest.mark.parametrize(("name", "gpus"), WORKER_POOLS.items())
+def test_each_worker_pool_requests_the_gpus_of_its_shape(name: str, gpus: int) -> None:
+    resources = _by_kind()
+    deployment = resources[("Deployment", name)]
+    pod = deployment["spec"]["template"]["spec"]
+    worker = _container(deployment)
+    assert worker["command"][-2:] == ["service", "worker"]
+    assert worker["resources"]["limits"]["nvidia.com/gpu"] == gpus
+    assert gpus <= Config().max_gpus_per_job  # a job of the pool's size is accepted
+    assert pod["nodeSelector"]["nvidia.com/gpu.present"] == "true"
+    if gpus > 1:
+        assert pod["nodeSelector"]["nvidia.com/gpu.count"] == str(gpus)
+    # No logical devices on a GPU pool: the worker offers its GPUs.
+    assert all(e["name"] != "FINETUNE_LOGICAL_DEVICES" for e in worker["env"])
+
+
+def test_the_worker_pools_select_only_their_own_pods() -> None:
+    resources = _by_kind()
+    pools = [resources[("Deployment", name)] for name in WORKER_POOLS]
+    for pool in pools:
+        selector = pool["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= pool["spec"]["template"]["metadata"]["labels"].items()
+        for other in pools:
+            if other is not pool:
+                labels = other["spec"]["template"]["metadata"]["labels"]
+                assert not selector.items() <= labels.items()
+    kustomization = (KUBE / "kustomization.yaml").read_text()
+    assert "worker-multi-gpu-deployment.yaml" in kustomization
+
+
 def test_config_and_secrets_come_by_reference_and_are_read_by_the_service() -> None:
     resources = _by_kind()
     config_names = set(resources[("ConfigMap", "finetune-config")]["data"])
@@ -90,7 +124,7 @@ def test_config_and_secrets_come_by_reference_and_are_read_by_the_service() -> N
         re.findall(r"\"?(FINETUNE_[A-Z_]+|AWS_[A-Z_0-9]+)", (REPO / "README.md").read_text())
     )
     assert config_names <= known, f"undocumented settings: {config_names - known}"
-    for name in ("finetune-api", "finetune-worker"):
+    for name in ("finetune-api", *WORKER_POOLS):
         container = _container(resources[("Deployment", name)])
         assert {"configMapRef": {"name": "finetune-config"}} in container["envFrom"]
         secret_refs = [e for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})]
@@ -165,7 +199,7 @@ def test_the_image_runs_as_a_non_root_user_with_its_caches_in_tmp() -> None:
         assert env[cache].startswith("/tmp/"), cache
 
 
-@pytest.mark.parametrize("name", ["finetune-api", "finetune-worker"])
+@pytest.mark.parametrize("name", ["finetune-api", *WORKER_POOLS])
 def test_pods_run_non_root_on_a_read_only_root_with_every_written_path_a_volume(
     name: str,
 ) -> None:
