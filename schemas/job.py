@@ -20,6 +20,7 @@ ERROR_CODES = (
     "out_of_memory",
     "disk_full",
     "killed",
+    "trainer_crashed",
     "output_exists",
     "cancelled",
     "attempts_exhausted",

@@ -49,6 +49,7 @@ from service.contract.request import TrainingOutcome, TrainingRequest
 from service.worker.child_stderr import StderrFilter, dropped_lines, machine_has_nvidia_device
 from service.worker.errors import JobFailure
 from service.worker.faults import OomKillCounter
+from service.worker.native_crash import ChildWhereabouts, TrainerCrashed, crash_signal
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,9 @@ class TrainerProcess:
     Attributes:
         process: The child.
         ready: Set once the child has imported TensorFlow and the trainer.
+        environment: Variables set for this child on top of the allow-listed ones (kernel
+            settings, service.contract.native_kernels).
+        whereabouts: What it was doing, from its progress messages (named if it crashes).
     """
 
     def __init__(
@@ -119,6 +123,7 @@ class TrainerProcess:
         name: str = "trainer",
         oom_kills: OomKillCounter | None = None,
         logical_devices: int | None = None,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         #: For logs; the pool adds the pid, and what the child runs once it has a request.
         self.name = name
@@ -129,6 +134,8 @@ class TrainerProcess:
         self.ready = threading.Event()
         #: The child's Ready message (the devices it holds), once it came.
         self.held: Ready | None = None
+        self.environment = dict(environment or {})
+        self.whereabouts = ChildWhereabouts()
         # None: the child closed its end of the message pipe (it exited, or is about to).
         self._messages: queue.Queue[ChildMessage | None] = queue.Queue()
         # The CPU's split into logical devices is made before TensorFlow starts: an argument.
@@ -136,6 +143,7 @@ class TrainerProcess:
         env = child_environment(os.environ)
         if logical_devices is not None and logical_devices > 1:
             env.update(SPLIT_CPU_KERNELS)
+        env.update(self.environment)
         self.process = subprocess.Popen(
             [sys.executable, "-m", CHILD_MODULE, str(os.getpid()), *split],
             stdin=subprocess.PIPE,
@@ -223,6 +231,7 @@ class TrainerProcess:
             if isinstance(message, FinalMessage):
                 return message
             if isinstance(message, ProgressMessage):
+                self.whereabouts.see(message)
                 on_message(message)
 
     def close(self) -> None:
@@ -261,6 +270,16 @@ class TrainerProcess:
             code = self.process.wait(_STOP_GRACE_SECONDS)
         except subprocess.TimeoutExpired:  # it closed its messages but lives on
             code = None
+        crashed = crash_signal(code)
+        if crashed is not None:
+            log.error(
+                "%s crashed with %s %s; its last output:\n%s",
+                self.name,
+                crashed,
+                self.whereabouts.describe(),
+                "\n".join(self.stderr.last_lines()),
+            )
+            return TrainerCrashed(crashed, self.whereabouts, self.environment)
         before, after = self._oom_kills_at_submit, self.oom_kills.read()
         return died(code, None if before is None or after is None else after > before)
 
@@ -387,15 +406,35 @@ class TrainerPool:
         on_message: MessageHandler,
         watchdog: Watchdog,
         deadline: float | None = None,
+        environment: Mapping[str, str] | None = None,
     ) -> TrainingFinished | InspectionFinished:
-        """Run ``request`` in the spare child, or in a fresh one; see TrainerProcess.supervise."""
+        """Run ``request`` in the spare child, or in a fresh one; see TrainerProcess.supervise.
+
+        ``environment`` (kernel settings) is read when TensorFlow loads: a run that has one gets
+        a fresh child started with it, and the spare waits for the next run.
+        """
+        if environment:
+            child = TrainerProcess("trainer", self.oom_kills, self.logical_devices, environment)
+            return self._supervise(child, request, on_message, watchdog, deadline, warm=False)
         with self._lock:
-            child, self._spare = self._spare, None
-        warm = child is not None and child.is_usable()
-        if child is None or not warm:
-            if child is not None:
-                child.close()
-            child = TrainerProcess("trainer", self.oom_kills, self.logical_devices)
+            spare, self._spare = self._spare, None
+        warm = spare is not None and spare.is_usable()
+        if spare is not None and warm:
+            return self._supervise(spare, request, on_message, watchdog, deadline, warm=True)
+        if spare is not None:
+            spare.close()
+        child = TrainerProcess("trainer", self.oom_kills, self.logical_devices)
+        return self._supervise(child, request, on_message, watchdog, deadline, warm=False)
+
+    def _supervise(
+        self,
+        child: TrainerProcess,
+        request: TrainingRequest,
+        on_message: MessageHandler,
+        watchdog: Watchdog,
+        deadline: float | None,
+        warm: bool,
+    ) -> TrainingFinished | InspectionFinished:
         child.name = f"trainer {child.pid} ({request.mode} {request.job_id})"
         self.last_pid, self.last_was_warm = child.pid, warm
         log.info("%s: %s", child.name, "warm" if warm else "started now")
@@ -406,10 +445,14 @@ class TrainerPool:
         return child.supervise(on_message, watchdog, deadline)
 
     def train(
-        self, request: TrainingRequest, on_message: MessageHandler, watchdog: Watchdog
+        self,
+        request: TrainingRequest,
+        on_message: MessageHandler,
+        watchdog: Watchdog,
+        environment: Mapping[str, str] | None = None,
     ) -> TrainingOutcome:
-        """Train ``request``; its outcome, or JobFailure."""
-        final = self.run(request, on_message, watchdog)
+        """Train ``request`` (``environment``: see ``run``); its outcome, or JobFailure."""
+        final = self.run(request, on_message, watchdog, environment=environment)
         if not isinstance(final, TrainingFinished):
             raise JobFailure("internal", "The trainer answered a training request wrongly.")
         return final.outcome
@@ -423,7 +466,10 @@ class TrainerPool:
 
 
 def run_training(
-    request: TrainingRequest, on_message: MessageHandler, watchdog: Watchdog
+    request: TrainingRequest,
+    on_message: MessageHandler,
+    watchdog: Watchdog,
+    environment: Mapping[str, str] | None = None,
 ) -> TrainingOutcome:
     """Train in a fresh child (none kept warm); its outcome, or JobFailure."""
-    return TrainerPool(warm=False).train(request, on_message, watchdog)
+    return TrainerPool(warm=False).train(request, on_message, watchdog, environment)

@@ -34,7 +34,9 @@ from service.worker.errors import JobAbandoned, JobCancelled, JobFailure, JobInt
 from service.worker.faults import disk_full, is_disk_full
 from service.worker.gate import check_gate
 from service.worker.heartbeat import Heartbeat
+from service.worker.kernel_settings import kernel_setting_for
 from service.worker.manifest import build_manifest
+from service.worker.native_crash import TrainerCrashed, crash_retry_environment
 from service.worker.staging import StagedInputs, Stager
 from service.worker.visuals import prepare_visuals
 
@@ -164,7 +166,7 @@ class JobRun:
         inputs = self.stager.stage_inputs(self.plan, self.job_dir / "inputs")
         self.watchdog()
         staged_at = time.monotonic()
-        outcome = self._train_with_retries(inputs)
+        outcome = self._train(inputs)
         trained_at = time.monotonic()
         check_gate(self.plan.gate, outcome.metrics)
         self.phase("uploading")
@@ -213,7 +215,47 @@ class JobRun:
             fault_oom_above_batch=self.fault_oom_above_batch,
         )
 
-    def _train_with_retries(self, inputs: StagedInputs) -> TrainingOutcome:
+    def _train(self, inputs: StagedInputs) -> TrainingOutcome:
+        """Train with the kernel settings the model needs; a native crash is retried once."""
+        setting = kernel_setting_for(self.plan.training_plan, inputs.base_model_path)
+        environment = {} if setting is None else setting.environment
+        if setting is not None:
+            self.heartbeat.event(
+                "kernel_setting",
+                setting.describe(),
+                {
+                    "environment": setting.environment,
+                    "layers": [hazard.layer for hazard in setting.hazards],
+                },
+            )
+        retried = False
+        while True:
+            try:
+                return self._train_with_retries(inputs, environment)
+            except TrainerCrashed as crash:
+                retry = None if retried else crash_retry_environment(crash, environment)
+                if retry is None:
+                    if retried:
+                        raise TrainerCrashed(
+                            crash.signal_name, crash.whereabouts, crash.environment, retried=True
+                        ) from crash
+                    raise
+                self.heartbeat.event(
+                    "native_crash_retry",
+                    f"The training process crashed with {crash.signal_name} "
+                    f"{crash.whereabouts.describe()}; retrying once with oneDNN off "
+                    f"({', '.join(f'{k}={v}' for k, v in retry.items())}).",
+                    {
+                        "signal": crash.signal_name,
+                        **crash.whereabouts.data(),
+                        "environment": retry,
+                    },
+                )
+                environment, retried = retry, True
+
+    def _train_with_retries(
+        self, inputs: StagedInputs, environment: dict[str, str]
+    ) -> TrainingOutcome:
         """Train; out of memory halves the batch size, an unexplained SIGKILL retries once.
 
         Each retry resumes from the last checkpoint and says so in an event, with the batch
@@ -227,7 +269,10 @@ class JobRun:
         while True:
             try:
                 return self._run_training(
-                    self._request(inputs, batch_size), self._on_message, self.watchdog
+                    self._request(inputs, batch_size),
+                    self._on_message,
+                    self.watchdog,
+                    environment,
                 )
             except JobFailure as failure:
                 if failure.code == "killed" and killed == 0:

@@ -26,7 +26,8 @@ def _ignore(message: object) -> None:
 @pytest.mark.parametrize(
     ("signum", "code", "says"),
     [
-        (signal.SIGSEGV, "internal", "(signal SIGSEGV)"),
+        (signal.SIGSEGV, "trainer_crashed", "crashed with SIGSEGV while it started"),
+        (signal.SIGABRT, "trainer_crashed", "crashed with SIGABRT while it started"),
         (signal.SIGKILL, "killed", "cannot tell whether the out-of-memory killer"),
     ],
 )
