@@ -33,6 +33,8 @@ MAX_LABELS = 32
 LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.\-/]{0,61}[A-Za-z0-9])?$")
 MAX_LABEL_VALUE = 256
 MAX_EPOCHS = 1000
+#: The most accelerators a job may ask for in any deployment (one machine holds them all).
+MAX_GPUS_PER_MACHINE = 64
 MAX_BATCH_SIZE = 4096
 MAX_PHASES = 20
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
@@ -725,14 +727,15 @@ class ResourcesSchema(StrictSchema):
 
     gpus = StrictInteger(
         load_default=1,
-        validate=validate.Range(min=1),
+        validate=validate.Range(min=1, max=MAX_GPUS_PER_MACHINE),
         metadata={
             "description": "Default 1. Accelerators of one machine the job trains on, data "
             "parallel (TensorFlow's MirroredStrategy): each step's batch of "
             "training.batch_size images is split across them. Only a worker holding at least "
             "this many devices claims the job; a job no running worker can hold stays queued, "
             "with an event saying what it waits for. The service's maximum "
-            "(FINETUNE_MAX_GPUS_PER_JOB, default 8) is a 422 above it."
+            "(FINETUNE_MAX_GPUS_PER_JOB, default 8) is a 422 above it; the document's "
+            f"{MAX_GPUS_PER_MACHINE} bounds every deployment (one machine's accelerators)."
         },
     )
 
