@@ -48,6 +48,7 @@ from service.trainer.model_surgery import (
 )
 from service.trainer.phases import PhaseSummary
 from service.trainer.precision import apply_policy, resolve_policy
+from service.trainer.preprocessing import own_input_scaling, preprocessing_mode
 from service.trainer.sources import Examples
 
 T = TypeVar("T")
@@ -184,8 +185,27 @@ def prepare(request: TrainingRequest, problems: Problems) -> Prepared:
         )
     )
     if found.built is not None:
+        _note_double_scaling(found.built, plan, problems)
         found.phases = _freeze_phases(found.built, plan, problems)
     return found
+
+
+def _note_double_scaling(built: BuiltModel, plan: TrainingPlan, problems: Problems) -> None:
+    """A note where the spec's preprocessing runs before the base's own input scaling."""
+    kind = plan.data.preprocessing
+    own = own_input_scaling(built.layers.layers)
+    if preprocessing_mode(kind) == "none" or not own:
+        return
+    names = [built.layers.path(layer) for layer in own]
+    problems.notes.append(
+        Info(
+            f"dataset.preprocessing is {kind!r} but the base model scales its input itself "
+            f"({', '.join(map(repr, names))}), so the pixels are scaled twice. Set "
+            "dataset.preprocessing to 'none' (what 'auto' means for a model file) unless the "
+            "model expects both.",
+            {"preprocessing": kind, "base_input_scaling": names},
+        )
+    )
 
 
 def seed_everything(seed: int | None) -> int:

@@ -18,6 +18,7 @@ The names and modes are service.contract.preprocessing's; this module builds the
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from service.contract.preprocessing import FAMILY_MODES, PREPROCESSING_NAMES
@@ -52,6 +53,27 @@ def preprocessing_mode(kind: str) -> str:
 def is_fixed_preprocessing(layer: Any) -> bool:
     """Whether ``layer`` is a preprocessing layer this module built (kept frozen in later jobs)."""
     return bool(FIXED_LAYER_NAME.match(str(getattr(layer, "name", ""))))
+
+
+#: Layer classes that scale or normalize pixels, as a base model may apply them to its input.
+SCALING_CLASSES = ("Rescaling", "Normalization")
+
+
+def own_input_scaling(layers: Sequence[Any]) -> list[Any]:
+    """The Rescaling and Normalization layers a base applies to its input before anything else.
+
+    Args:
+        layers: The base's layers in order (nesting.BaseLayers.layers).
+    """
+    found = []
+    for layer in layers:
+        kind = type(layer).__name__
+        if kind == "InputLayer":
+            continue
+        if kind not in SCALING_CLASSES:
+            break
+        found.append(layer)
+    return found
 
 
 def preprocessing_layers(kind: str, name: str = "preprocess", channels: int = 3) -> list[Any]:
