@@ -128,17 +128,21 @@ def test_the_worker_loop_runs_each_job_in_its_own_warm_child(
             poll_seconds=0.2,
         )
     )
-    spec = JobSpecSchema().load(
-        {
-            "base_model": {"uri": f"file://{inputs['model']}"},
-            "dataset": {"train": f"file://{inputs['train']}/", "preprocessing": "rescale"},
-            "head": {"cut_at": "gap"},
-            "freeze": "base",
-            "training": {"epochs": 1, "seed": 2},
-            "output": {"uri": f"file://{tmp_path / 'out'}/"},
-        }
-    )
-    jobs = [services.jobs.create(spec), services.jobs.create(spec)]
+    specs = [
+        JobSpecSchema().load(
+            {
+                "base_model": {"uri": f"file://{inputs['model']}"},
+                "dataset": {"train": f"file://{inputs['train']}/", "preprocessing": "rescale"},
+                "head": {"cut_at": "gap"},
+                "freeze": "base",
+                "training": {"epochs": 1, "seed": 2},
+                # One output each: a job never replaces what another published.
+                "output": {"uri": f"file://{tmp_path / f'out-{n}'}/"},
+            }
+        )
+        for n in (1, 2)
+    ]
+    jobs = [services.jobs.create(spec) for spec in specs]
     worker = Worker(services)
     runs: list[tuple[int | None, bool]] = []
     train = worker.trainers.train
