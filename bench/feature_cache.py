@@ -49,7 +49,7 @@ from bench.common import (
 from bench.training_throughput import make_base_model
 
 CLASSES = 10
-SECTION = "## Feature cache: a frozen prefix computed once (issue 16)"
+SECTION = "## Feature cache: a frozen prefix computed once"
 
 
 def plain_fit_seconds(
