@@ -66,6 +66,86 @@ class PromotionSchema(Schema):
     )
 
 
+class ClassFiguresSchema(Schema):
+    """One class's figures in an evaluation."""
+
+    precision = fields.Float(required=True)
+    recall = fields.Float(required=True)
+    f1 = fields.Float(required=True)
+    support = fields.Integer(required=True, metadata={"description": "The class's examples."})
+
+
+class EvaluationMetricsSchema(Schema):
+    """An evaluation's metrics, computed the same way for every model."""
+
+    loss = fields.Float(
+        required=True,
+        metadata={
+            "description": "Mean cross-entropy of the true class's score (clipped to "
+            "[1e-7, 1 - 1e-7]), whatever loss the model trained with."
+        },
+    )
+    accuracy = fields.Float(required=True)
+    top_k_accuracy = fields.Float(
+        required=True,
+        metadata={"description": "The true class among the top_k highest scores."},
+    )
+    macro_f1 = fields.Float(required=True, metadata={"description": "Mean of the classes' F1."})
+
+
+class EvaluationSchema(Schema):
+    """The final evaluation of the new model, after training, on images it never trained on."""
+
+    split = fields.String(
+        required=True,
+        metadata={
+            "description": "test (dataset.test) or validation (where there is no test set).",
+            "enum": ["test", "validation"],
+        },
+    )
+    examples = fields.Integer(required=True)
+    class_names = fields.List(
+        fields.String(), required=True, metadata={"description": "In label order."}
+    )
+    top_k = fields.Integer(
+        required=True,
+        metadata={"description": "k of top_k_accuracy: 5, or one fewer than the classes."},
+    )
+    metrics = fields.Nested(EvaluationMetricsSchema, required=True)
+    per_class = fields.Dict(
+        keys=fields.String(), values=fields.Nested(ClassFiguresSchema), required=True
+    )
+    confusion_matrix = fields.List(
+        fields.List(fields.Integer()),
+        required=True,
+        metadata={"description": "Rows: true class, columns: predicted, in class_names order."},
+    )
+
+
+class ComparisonSchema(Schema):
+    """The champion (compare_with) evaluated in the same job on the same images."""
+
+    model_uri = fields.String(required=True, metadata={"description": "The champion model."})
+    split = fields.String(required=True, metadata={"enum": ["test", "validation"]})
+    metrics = fields.Nested(EvaluationMetricsSchema, required=True)
+    per_class = fields.Dict(
+        keys=fields.String(), values=fields.Nested(ClassFiguresSchema), required=True
+    )
+    confusion_matrix = fields.List(fields.List(fields.Integer()), required=True)
+    delta = fields.Dict(
+        keys=fields.String(),
+        values=fields.Float(),
+        required=True,
+        metadata={"description": "Per metric: the new model's minus the champion's."},
+    )
+    per_class_delta = fields.Dict(
+        keys=fields.String(),
+        values=fields.Dict(keys=fields.String(), values=fields.Float()),
+        required=True,
+        metadata={"description": "Per class: precision, recall and F1, new minus champion."},
+    )
+
+
 class ResultSchema(Schema):
     """What a succeeded job wrote."""
 
@@ -93,6 +173,25 @@ class ResultSchema(Schema):
         PromotionSchema,
         metadata={"description": "Where spec promote is given: the alias it changed."},
     )
+    evaluation = fields.Nested(
+        EvaluationSchema,
+        allow_none=True,
+        metadata={"description": "null where there was neither a test set nor validation."},
+    )
+    comparison = fields.Nested(
+        ComparisonSchema,
+        allow_none=True,
+        metadata={"description": "null without compare_with."},
+    )
+    evaluation_uri = fields.String(
+        metadata={"description": "evaluation.json beside the model: evaluation and comparison."}
+    )
+    confusion_matrix_uri = fields.String(
+        metadata={
+            "description": "confusion_matrix.png beside the model: counts per true and "
+            "predicted class, class names on the axes."
+        }
+    )
 
 
 class JobErrorSchema(Schema):
@@ -100,6 +199,16 @@ class JobErrorSchema(Schema):
 
     code = fields.String(required=True, metadata={"enum": list(ERROR_CODES)})
     message = fields.String(required=True, metadata={"description": "What to change."})
+    evaluation = fields.Nested(
+        EvaluationSchema,
+        allow_none=True,
+        metadata={"description": "gate_failed only: the final evaluation that missed."},
+    )
+    comparison = fields.Nested(
+        ComparisonSchema,
+        allow_none=True,
+        metadata={"description": "gate_failed only: the champion's, where compare_with."},
+    )
 
 
 class LeaseSchema(Schema):

@@ -201,6 +201,16 @@ class DatasetSchema(StrictSchema):
         allow_none=True,
         metadata={"description": "Default null: hold out validation_split of train instead."},
     )
+    test = StorageURIField(
+        load_default=None,
+        allow_none=True,
+        metadata={
+            "description": "Default null: no test set (the final evaluation then runs on the "
+            "validation images). A held-out set in any form train takes, with the same class "
+            "names, used for nothing but the final evaluation: never for training, early "
+            "stopping or the choice of the weights kept."
+        },
+    )
     validation_split = StrictFloat(
         load_default=0.2,
         validate=validate.Range(min=0.0, max=0.9),
@@ -682,16 +692,68 @@ class PromoteSchema(StrictSchema):
         },
     )
 
+class CompareWithSchema(StrictSchema):
+    """The champion the new model is compared with: a model file, or an alias's current target."""
+
+    #: Not both missing or null (as GateSchema states its bounds); both given is a 422 too.
+    OPENAPI_EXTRA: ClassVar[dict[str, Any]] = {
+        "not": {"properties": {"model_uri": _NULL, "alias_uri": _NULL}}
+    }
+
+    model_uri = StorageURIField(
+        load_default=None,
+        allow_none=True,
+        metadata={
+            "description": "A .keras or .h5 file or a SavedModel folder (ending with '/'), "
+            "checked and loaded like base_model.uri. Where a manifest.json lies beside it (a "
+            "model this service published) its class names and input size are used; else the "
+            "model is read as a plain Keras model at its own input size, its outputs in the "
+            "new model's class order."
+        },
+    )
+    alias_uri = StorageURIField(
+        prefix=False,
+        load_default=None,
+        allow_none=True,
+        metadata={
+            "description": "An alias object (JSON: {target: {job_id, keras_uri, "
+            "saved_model_uri, manifest_uri}, version, updated_at, history}); the champion is "
+            "its current target's keras_uri, read with the target's manifest."
+        },
+    )
+
+    @validates_schema
+    def _exactly_one(self, data: dict[str, Any], **kwargs: Any) -> None:
+        given = [name for name in ("model_uri", "alias_uri") if data.get(name) is not None]
+        if len(given) != 1:
+            raise ValidationError("Give exactly one of model_uri and alias_uri.", "model_uri")
+
+
+#: Where the gate's metric is measured: the prefix of its name.
+GATE_SPLITS = ("val_", "test_")
+
 
 class GateSchema(StrictSchema):
-    """A bar the final metric must clear for the job to succeed."""
+    """A bar the new model must clear for the job to succeed (and anything to be published)."""
 
-    #: min, max or both: stated in the OpenAPI document (see service/api/openapi_extras.py) as
-    #: "not both missing or null"; an ``anyOf`` of the two would make client generators read
-    #: the gate as a union of two partial objects and lose ``metric``.
-    OPENAPI_EXTRA: ClassVar[dict[str, Any]] = {"not": {"properties": {"min": _NULL, "max": _NULL}}}
+    #: A bound at least: stated in the OpenAPI document (see service/api/openapi_extras.py) as
+    #: "not all missing or null"; an ``anyOf`` would make client generators read the gate as
+    #: a union of partial objects and lose ``metric``.
+    OPENAPI_EXTRA: ClassVar[dict[str, Any]] = {
+        "not": {
+            "properties": {"min": _NULL, "max": _NULL, "min_delta": _NULL, "max_class_drop": _NULL}
+        }
+    }
 
-    metric = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    metric = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=64),
+        metadata={
+            "description": "<m> (the last training epoch's), val_<m> (validation) or test_<m> "
+            "(the final evaluation: loss, accuracy, top_k_accuracy, macro_f1; on dataset.test, "
+            "which test_<m> needs)."
+        },
+    )
     min = StrictFloat(
         load_default=None,
         allow_none=True,
@@ -700,11 +762,33 @@ class GateSchema(StrictSchema):
     max = StrictFloat(
         load_default=None, allow_none=True, metadata={"description": "Fail above this (losses)."}
     )
+    min_delta = StrictFloat(
+        load_default=None,
+        allow_none=True,
+        metadata={
+            "description": "Default null. Fail where the new model's metric minus the "
+            "champion's (compare_with, which this needs, both from the final evaluation) is "
+            "below this: 0 means at least as good, -0.005 allows a small loss. For a loss "
+            "metric (lower is better) the difference is taken the other way round: champion "
+            "minus new."
+        },
+    )
+    max_class_drop = StrictFloat(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=0.0, max=1.0),
+        metadata={
+            "description": "Default null. Fail where any class's recall in the final "
+            "evaluation is lower than the champion's (compare_with, which this needs) by more "
+            "than this."
+        },
+    )
 
     @validates_schema
     def _one_bound(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if data.get("min") is None and data.get("max") is None:
-            raise ValidationError("Give min, max or both.", field_name="min")
+        bounds = ("min", "max", "min_delta", "max_class_drop")
+        if all(data.get(name) is None for name in bounds):
+            raise ValidationError("Give min, max, min_delta or max_class_drop.", field_name="min")
 
 
 class LimitsSchema(StrictSchema):
@@ -812,6 +896,15 @@ class JobSpecSchema(StrictSchema):
         allow_none=True,
         metadata={"description": "Default null: the job changes no alias."},
     )
+    compare_with = fields.Nested(
+        CompareWithSchema,
+        load_default=None,
+        allow_none=True,
+        metadata={
+            "description": "Default null: no comparison. The champion, evaluated in the same "
+            "job on the same images as the new model (result.comparison)."
+        },
+    )
     limits = fields.Nested(LimitsSchema, load_default=_defaults(LimitsSchema))
     resources = fields.Nested(ResourcesSchema, load_default=_defaults(ResourcesSchema))
     notify = fields.Nested(
@@ -825,6 +918,42 @@ class JobSpecSchema(StrictSchema):
     def _label_count(self, value: dict[str, str], **kwargs: Any) -> None:
         if len(value) > MAX_LABELS:
             raise ValidationError(f"At most {MAX_LABELS} labels.")
+
+    @validates_schema
+    def _gate_has_what_it_needs(self, data: dict[str, Any], **kwargs: Any) -> None:
+        gate = data.get("gate")
+        if not gate:
+            return
+        if str(gate.get("metric", "")).startswith("test_") and not (data.get("dataset") or {}).get(
+            "test"
+        ):
+            raise ValidationError(
+                _at(
+                    ["gate", "metric"],
+                    "A test_ metric is measured on dataset.test: give dataset.test, or gate on "
+                    "val_ or training metrics.",
+                )
+            )
+        split = "test_" if (data.get("dataset") or {}).get("test") else "val_"
+        if gate.get("min_delta") is not None and not str(gate.get("metric", "")).startswith(split):
+            raise ValidationError(
+                _at(
+                    ["gate", "metric"],
+                    f"min_delta compares the final evaluation, which runs on "
+                    f"{'dataset.test' if split == 'test_' else 'the validation images'}: name "
+                    f"{split}<metric> (loss, accuracy, top_k_accuracy or macro_f1).",
+                )
+            )
+        if data.get("compare_with") is None:
+            for name in ("min_delta", "max_class_drop"):
+                if gate.get(name) is not None:
+                    raise ValidationError(
+                        _at(
+                            ["gate", name],
+                            "Needs compare_with (the champion to compare with): give "
+                            "compare_with.model_uri or compare_with.alias_uri, or leave this out.",
+                        )
+                    )
 
     @validates_schema
     def _total_epochs(self, data: dict[str, Any], **kwargs: Any) -> None:

@@ -11,9 +11,11 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from service.cli.aliases import cmd_alias_rollback, cmd_alias_show
+from service.cli.ci_report import junit_report, markdown_report
 from service.cli.client import ApiClient
 from service.cli.dry_run_report import summarize
 from service.cli.errors import CliError
@@ -79,12 +81,22 @@ def _wait_and_report(args: argparse.Namespace, client: ApiClient, job_id: str) -
             f"{describe_progress(timed_out.job)}. It goes on; `finetune wait {job_id}` "
             "waits again."
         )
+        _write_ci_reports(args, timed_out.job)
         return ExitCode.WAIT_TIMEOUT
+    _write_ci_reports(args, job)
     if args.json:
         _print_json(job)
     else:
         print(describe_outcome(job))
     return for_job(job)
+
+
+def _write_ci_reports(args: argparse.Namespace, job: dict[str, Any]) -> None:
+    """Write ``--report`` (markdown) and ``--junit`` (JUnit XML) where asked for."""
+    if args.report:
+        Path(args.report).write_text(markdown_report(job), encoding="utf-8")
+    if args.junit:
+        Path(args.junit).write_text(junit_report(job), encoding="utf-8")
 
 
 def cmd_submit(args: argparse.Namespace, client: ApiClient) -> int:
@@ -261,6 +273,15 @@ def build_parser(environment: CliSettings | None = None) -> argparse.ArgumentPar
         "--interval", type=_positive, default=2.0, help="seconds between polls (default 2)"
     )
     waiting.add_argument("--quiet", action="store_true", help="no progress output")
+    waiting.add_argument(
+        "--report",
+        metavar="FILE",
+        help="write a markdown summary (metrics, deltas, per-class table, gate verdict, "
+        "outputs) there, e.g. $GITHUB_STEP_SUMMARY",
+    )
+    waiting.add_argument(
+        "--junit", metavar="FILE", help="write JUnit XML there: the gate as a test case"
+    )
 
     parser = argparse.ArgumentParser(
         prog="finetune",

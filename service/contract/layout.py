@@ -2,8 +2,7 @@
 
 The trainer writes the model files and TensorBoard logs under its output folder, the worker
 draws the history plot beside them, uploads them and writes the manifest last (its presence
-marks a complete publish). Files that later steps add (an evaluation report, a confusion
-matrix) get their names here too.
+marks a complete publish), with the final evaluation beside it.
 """
 
 from __future__ import annotations
@@ -18,3 +17,7 @@ MANIFEST_FILE = "manifest.json"
 TENSORBOARD_DIR = "tensorboard"
 #: Loss and metrics per epoch, drawn by the worker.
 HISTORY_PLOT_FILE = "history.png"
+#: The final evaluation (result.evaluation, and result.comparison where there is one).
+EVALUATION_FILE = "evaluation.json"
+#: The final evaluation's confusion matrix, drawn by the worker.
+CONFUSION_MATRIX_FILE = "confusion_matrix.png"

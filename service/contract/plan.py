@@ -451,21 +451,45 @@ class DatasetSource:
     Attributes:
         train: The training data's URI (prefix, object or glob).
         validation: The validation data's URI, or None to hold out part of train.
+        test: The held-out test data's URI (only the final evaluation reads it), or None.
         format: ``dataset.format`` as given (``auto`` is decided when staging).
     """
 
     train: str
     validation: str | None
+    test: str | None
     format: str
 
 
 @dataclass(frozen=True)
+class CompareWith:
+    """Spec ``compare_with``: the champion, exactly one of the two URIs.
+
+    Attributes:
+        model_uri: A model file or SavedModel folder, or None.
+        alias_uri: An alias object whose current target is the champion, or None.
+    """
+
+    model_uri: str | None
+    alias_uri: str | None
+
+
+@dataclass(frozen=True)
 class Gate:
-    """Spec ``gate``: a final metric that must clear a bar (min, max or both)."""
+    """Spec ``gate``: bars the new model must clear.
+
+    Attributes:
+        metric: ``<m>`` (training), ``val_<m>`` or ``test_<m>`` (the final evaluation).
+        min, max: Bounds on the metric's value, or None.
+        min_delta: Least improvement over the champion in ``metric``, or None.
+        max_class_drop: Most any class's recall may fall below the champion's, or None.
+    """
 
     metric: str
     min: float | None
     max: float | None
+    min_delta: float | None
+    max_class_drop: float | None
 
 
 @dataclass(frozen=True)
@@ -489,6 +513,7 @@ class JobPlan:
         output_overwrite: Whether a model already published there may be replaced.
         promote_alias_uri: The alias the published model becomes the target of, or None.
         gate: The bar the final metric must clear, or None.
+        compare_with: The champion to evaluate beside the new model, or None.
         limits: Run time and attempts.
         webhook_url: ``notify.webhook_url``, or None.
         training_plan: What the trainer reads.
@@ -502,6 +527,7 @@ class JobPlan:
     output_overwrite: bool
     promote_alias_uri: str | None
     gate: Gate | None
+    compare_with: CompareWith | None
     limits: Limits
     webhook_url: str | None
     training_plan: TrainingPlan
@@ -517,6 +543,7 @@ class JobPlan:
         base, dataset = raw.required("base_model"), raw.required("dataset")
         gate, limits, notify = raw.section("gate"), raw.required("limits"), raw.section("notify")
         output, promote = raw.required("output"), raw.section("promote")
+        compare = raw.section("compare_with")
         return cls(
             name=raw["name"],
             labels=dict(raw["labels"]),
@@ -524,12 +551,20 @@ class JobPlan:
             dataset=DatasetSource(
                 train=str(dataset["train"]),
                 validation=dataset["validation"],
+                test=dataset["test"],
                 format=str(dataset["format"]),
             ),
             output_uri=str(output["uri"]),
             output_overwrite=bool(output["overwrite"]),
             promote_alias_uri=None if promote is None else str(promote["alias_uri"]),
-            gate=None if gate is None else Gate(gate["metric"], gate["min"], gate["max"]),
+            gate=None
+            if gate is None
+            else Gate(
+                gate["metric"], gate["min"], gate["max"], gate["min_delta"], gate["max_class_drop"]
+            ),
+            compare_with=None
+            if compare is None
+            else CompareWith(model_uri=compare["model_uri"], alias_uri=compare["alias_uri"]),
             limits=Limits(
                 max_runtime_seconds=int(limits["max_runtime_seconds"]),
                 max_attempts=int(limits["max_attempts"]),

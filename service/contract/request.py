@@ -12,6 +12,25 @@ RunMode = Literal["train", "inspect"]
 
 
 @dataclass(frozen=True)
+class ChampionModel:
+    """The model a job compares its own with (spec ``compare_with``), staged by the worker.
+
+    Attributes:
+        uri: Where it is stored (the model file, or the alias target's keras_uri).
+        path: The staged local file or SavedModel folder.
+        class_names: Its classes in output order, from its manifest; None where it has none
+            (its outputs are then read in the new model's class order).
+        input_shape: (height, width, channels) it was trained at, from its manifest; None:
+            the model's own input size.
+    """
+
+    uri: str
+    path: str
+    class_names: list[str] | None
+    input_shape: list[int] | None
+
+
+@dataclass(frozen=True)
 class TrainingRequest:
     """Everything the trainer needs; all paths are local, the trainer never touches storage.
 
@@ -28,6 +47,10 @@ class TrainingRequest:
         train_format: What ``train_path`` holds: ``image_folder``, ``npz`` or ``tfrecord``
             (the worker resolves the spec's ``auto``, ``zip`` and ``tar``).
         validation_format: The same for ``validation_path``; None: as ``train_format``.
+        test_path: The staged test data, like ``train_path``, read only for the final
+            evaluation; None: the evaluation runs on the validation images (where any).
+        test_format: What ``test_path`` holds; None: as ``train_format``.
+        champion: The model to evaluate beside the new one (compare_with), or None.
         mode: ``train`` fits, checkpoints and exports, stopping at the first problem;
             ``inspect`` (the dry run) trains nothing and reports every problem it finds.
         sampled: ``inspect`` only: the data is a sample of the dataset (class counts from
@@ -58,6 +81,9 @@ class TrainingRequest:
     resume_from: str | None = None
     train_format: str = "image_folder"
     validation_format: str | None = None
+    test_path: str | None = None
+    test_format: str | None = None
+    champion: ChampionModel | None = None
     mode: RunMode = "train"
     sampled: bool = False
     data_cache_mb: float | None = None
@@ -70,6 +96,13 @@ class TrainingRequest:
     def to_dict(self) -> dict[str, Any]:
         """A picklable, JSON-able form for the child process."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingRequest:
+        """The inverse of to_dict."""
+        champion = data.get("champion")
+        fields = {**data, "champion": None if champion is None else ChampionModel(**champion)}
+        return cls(**fields)
 
 
 @dataclass
@@ -91,6 +124,10 @@ class TrainingOutcome:
             trainable weights.
         base_model: What the base model file was: ``format``, ``written_by``, ``reader``.
         precision: The dtype policy trained with (``float32``, ``mixed_float16``, ...).
+        evaluation: The final evaluation (split, examples, class_names, metrics, per_class,
+            confusion_matrix); None where there was neither a test set nor validation.
+        comparison: The champion's evaluation on the same images (model_uri, metrics,
+            per_class, delta); None without compare_with.
     """
 
     metrics: dict[str, float]
@@ -106,6 +143,8 @@ class TrainingOutcome:
     phases: list[dict[str, Any]] = field(default_factory=list)
     base_model: dict[str, Any] = field(default_factory=dict)
     precision: str = "float32"
+    evaluation: dict[str, Any] | None = None
+    comparison: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form for the worker."""

@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
     from service.trainer.child import failure, run_request
 
     try:
-        request = TrainingRequest(**json.loads(line))
+        request = TrainingRequest.from_dict(json.loads(line))
     except Exception as exc:  # the process boundary: a request that is not one is reported
         send(failure(exc))
         return 1

@@ -43,6 +43,7 @@ __all__ = [
     "image_datasets",
     "label_mode_for_loss",
     "load_image_datasets",
+    "ordered_images",
     "plan_caching",
     "read_dataset",
     "scan_image_folder",
@@ -312,6 +313,28 @@ def image_datasets(
             + (0 if validation is None else len(validation)) * cache_validation
         ),
     )
+
+
+def ordered_images(
+    examples: Examples, image_shape: tuple[int, int, int], batch_size: int
+) -> tf.data.Dataset:
+    """Batches of float32 raw pixels of ``examples`` in their own order, decoded as training
+    decodes them, not cached and never augmented: what the final evaluation predicts on."""
+    pipeline = _pipeline(
+        examples, image_shape, batch_size, "int", len(examples.class_names), None, cache=False
+    )
+    return pipeline.batches.map(lambda images, _labels: images).prefetch(tf.data.AUTOTUNE)
+
+
+def check_same_classes_as_train(train: Examples, other: Examples, which: str) -> None:
+    """Raises InvalidDataset where ``dataset.<which>`` has other classes than train."""
+    if other.class_names != train.class_names:
+        raise InvalidDataset(
+            f"dataset.{which} has other classes than dataset.train: {which} has "
+            f"{names_text(other.class_names)}, train has {names_text(train.class_names)}. "
+            "Both need the same classes.",
+            field=f"dataset.{which}",
+        )
 
 
 def cache_budget_bytes(megabytes: float | None) -> int:

@@ -6,7 +6,7 @@ import re
 
 #: A message that starts with a spec field names it: ``head.cut_at ...``, ``schedule[1].freeze``.
 _FIELD_PREFIX = re.compile(
-    r"^(base_model|dataset|head|freeze|training|schedule|output|gate|limits|resources)"
+    r"^(base_model|dataset|head|freeze|training|schedule|output|gate|limits|resources|compare_with)"
     r"((?:\.[a-z_]+|\[\d+\])*)"
 )
 

@@ -19,6 +19,7 @@ from service.trainer.distribution import (
     check_first_batches,
     choose_distribution,
 )
+from service.trainer.evaluation import Champion, final_evaluation, load_champion, read_test
 from service.trainer.export import export_model
 from service.trainer.features import FeatureCache
 from service.trainer.fitting import FitResult, fit_phases
@@ -60,6 +61,19 @@ def train(request: TrainingRequest, report: Report) -> TrainingOutcome:
     exported = export_model(built.model, request.output_dir)
     timings["exporting"] = _since(started)
 
+    started = time.monotonic()
+    evaluation, comparison, notes = final_evaluation(
+        built.model,
+        test=trained.test,
+        validation=found.validation,
+        image_shape=image_shape,
+        batch_size=found.plan.training.batch_size,
+        champion=trained.champion,
+    )
+    for note in notes:
+        report(note)
+    timings["evaluating"] = _since(started)
+
     return TrainingOutcome(
         metrics=fitted.metrics,
         history=fitted.history,
@@ -80,6 +94,8 @@ def train(request: TrainingRequest, report: Report) -> TrainingOutcome:
             **({"architecture": loaded.architecture} if loaded.architecture else {}),
         },
         precision=found.policy,
+        evaluation=evaluation,
+        comparison=comparison,
     )
 
 
@@ -90,6 +106,8 @@ class _Trained:
     found: Prepared
     data: ImageDatasets
     fitted: FitResult
+    test: Examples | None
+    champion: Champion | None
 
 
 def _prepare_and_fit(
@@ -121,6 +139,11 @@ def _prepare_and_fit(
         *([] if strategy is None else [strategy]),
     ):
         report(message)
+    # Listed and checked now, decoded only after training (evaluation.py).
+    test = read_test(request, examples)
+    champion = None
+    if request.champion is not None:
+        champion = load_champion(request.champion, examples.class_names, image_shape[2])
     data = image_datasets(
         examples,
         found.validation,
@@ -153,7 +176,7 @@ def _prepare_and_fit(
         ),
     )
     timings["training"] = _since(started)
-    return _Trained(found, data, fitted)
+    return _Trained(found, data, fitted, test, champion)
 
 
 def _described(

@@ -19,7 +19,7 @@ from service.contract.messages import (
     ProgressMessage,
 )
 from service.contract.plan import JobPlan, with_batch_size
-from service.contract.request import TrainingOutcome, TrainingRequest
+from service.contract.request import ChampionModel, TrainingOutcome, TrainingRequest
 from service.contract.uri import parse_uri
 from service.jobs import JobRecord, JobStore
 from service.jobs.aliases import Alias, AliasStore, AliasTarget
@@ -29,6 +29,7 @@ from service.jobs.errors import InvalidAlias, OutputTaken
 from service.jobs.outputs import CLAIM_FILE, OutputClaims
 from service.storage.errors import StorageError
 from service.worker.attempt_dirs import lock_path
+from service.worker.champions import stage_champion
 from service.worker.child_runner import TrainerPool, run_training
 from service.worker.errors import JobAbandoned, JobCancelled, JobFailure, JobInterrupted
 from service.worker.faults import disk_full, is_disk_full
@@ -108,6 +109,7 @@ class JobRun:
         self.model_limits = model_limits
         self.fault_oom_above_batch = fault_oom_above_batch
         self.published: list[str] = []
+        self.champion: ChampionModel | None = None
         self._observe = on_message
         self._run_training = run_training if trainers is None else trainers.train
         self._phase = "starting"
@@ -164,11 +166,19 @@ class JobRun:
         started = time.monotonic()
         self.phase("downloading")
         inputs = self.stager.stage_inputs(self.plan, self.job_dir / "inputs")
+        if self.plan.compare_with is not None:
+            self.champion = stage_champion(
+                self.stager, self.plan.compare_with, self.job_dir / "inputs" / "champion"
+            )
         self.watchdog()
         staged_at = time.monotonic()
         outcome = self._train(inputs)
         trained_at = time.monotonic()
-        check_gate(self.plan.gate, outcome.metrics)
+        try:
+            check_gate(self.plan.gate, outcome.metrics, outcome.evaluation, outcome.comparison)
+        except JobFailure as missed:
+            missed.details = {"evaluation": outcome.evaluation, "comparison": outcome.comparison}
+            raise
         self.phase("uploading")
         timings = {
             "downloading": round(staged_at - started, 3),
@@ -208,6 +218,9 @@ class JobRun:
             resume_from=resume_from,
             train_format=inputs.train_format,
             validation_format=inputs.validation_format,
+            test_path=str(inputs.test_path) if inputs.test_path else None,
+            test_format=inputs.test_format,
+            champion=self.champion,
             data_cache_mb=self.data_cache_mb,
             max_input_pixels=None if self.model_limits is None else self.model_limits[0],
             max_model_params=None if self.model_limits is None else self.model_limits[1],
@@ -372,7 +385,13 @@ class JobRun:
             "manifest_uri": str(output.child(MANIFEST_FILE)),
         }
         outputs_dir = self.job_dir / "outputs"
-        visuals = prepare_visuals(outcome.history, outputs_dir, self.record.name or self.record.id)
+        visuals = prepare_visuals(
+            outcome.history,
+            outputs_dir,
+            self.record.name or self.record.id,
+            evaluation=outcome.evaluation,
+            comparison=outcome.comparison,
+        )
         upload_started = time.monotonic()
         names = [
             outcome.saved_model_dir,
@@ -392,6 +411,8 @@ class JobRun:
             "metrics": outcome.metrics,
             "history": outcome.history,
             "class_names": outcome.class_names,
+            "evaluation": outcome.evaluation,
+            "comparison": outcome.comparison,
         }
 
     def _claim_output(self, output_uri: str, names: list[str]) -> None:

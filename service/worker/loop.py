@@ -257,7 +257,7 @@ class Worker:
                 record,
                 heartbeat,
                 JobStatus.FAILED,
-                error={"code": failure.code, "message": failure.message},
+                error={**failure.details, "code": failure.code, "message": failure.message},
                 metrics=heartbeat.metrics,
             )
         except Exception:

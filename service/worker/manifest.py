@@ -24,18 +24,21 @@ def build_manifest(
 
     It records: the job id and attempt; the full spec with defaults; the base model's URI,
     sha256 and format (and the Keras that wrote it); per dataset (``dataset.train``,
-    ``dataset.validation``) its URI, format and files (key, size, ETag; sha256 for a
-    single-object dataset such as an archive or an .npz); the class names in label order; the
-    exported model's input (raw 0-255 float32 pixels); the metric history per epoch with its
-    phase; the final metrics; per phase its epochs, learning rate, freeze rule, seconds,
-    learning-rate schedule and the settings read back from the compiled Keras objects
-    (optimizer and its options, schedule in steps, loss and label smoothing, early stopping,
-    head L2; phases.PhaseSummary.outcome); the timings of every step; and the versions of
-    TensorFlow, Keras and the service.
+    ``dataset.validation``, ``dataset.test``) its URI, format and files (key, size, ETag;
+    sha256 for a single-object dataset such as an archive or an .npz); the class names in
+    label order; the exported model's input (raw 0-255 float32 pixels); the metric history
+    per epoch with its phase; the final metrics; the final evaluation and the comparison with
+    the champion (also in ``evaluation.json``, listed with ``confusion_matrix.png`` among the
+    outputs); per phase its epochs, learning rate, freeze rule, seconds, learning-rate
+    schedule and the settings read back from the compiled Keras objects (optimizer and its
+    options, schedule in steps, loss and label smoothing, early stopping, head L2;
+    phases.PhaseSummary.outcome); the timings of every step; and the versions of TensorFlow,
+    Keras and the service.
     """
     formats = {
         "dataset.train": inputs.train_format,
         "dataset.validation": inputs.validation_format or inputs.train_format,
+        "dataset.test": inputs.test_format or inputs.train_format,
     }
     manifest: dict[str, Any] = {
         "job_id": record.id,
@@ -62,6 +65,8 @@ def build_manifest(
         "input_shape": outcome.input_shape,
         "precision": outcome.precision,
         "metrics": outcome.metrics,
+        "evaluation": outcome.evaluation,
+        "comparison": outcome.comparison,
         "history": outcome.history,
         "phases": outcome.phases,
         "outputs": outputs,

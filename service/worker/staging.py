@@ -67,7 +67,9 @@ class StagedInputs:
 
     Attributes:
         base_model_uri: Where the base model (or the named architecture's weights) came from.
-        dataset_uris: Per dataset field (``dataset.train``, ``dataset.validation``) its URI.
+        dataset_uris: Per dataset field (``dataset.train``, ``dataset.validation``,
+            ``dataset.test``) its URI.
+        test_path, test_format: The staged test set (read only by the final evaluation).
     """
 
     base_model_path: Path
@@ -77,6 +79,8 @@ class StagedInputs:
     dataset_files: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     train_format: str = "image_folder"
     validation_format: str | None = None
+    test_path: Path | None = None
+    test_format: str | None = None
     base_model_uri: str = ""
     dataset_uris: dict[str, str | None] = field(default_factory=dict)
 
@@ -147,7 +151,7 @@ class Stager:
         if base.weights_uri is not None:
             model_path = self._stage_weights(base.weights_uri, dest / "weights")
         else:
-            model_path = self._stage_model(base.location, dest / "model")
+            model_path = self.stage_model(base.location, dest / "model")
         train = self.stage_dataset(
             "dataset.train", dataset.train, dest / "train", dataset.format, sample_per_class
         )
@@ -160,9 +164,16 @@ class Stager:
                 dataset.format,
                 sample_per_class,
             )
+        test = None
+        if dataset.test:
+            test = self.stage_dataset(
+                "dataset.test", dataset.test, dest / "test", dataset.format, sample_per_class
+            )
         listings = {"dataset.train": train.files}
         if validation is not None:
             listings["dataset.validation"] = validation.files
+        if test is not None:
+            listings["dataset.test"] = test.files
         return StagedInputs(
             model_path,
             train.path,
@@ -171,8 +182,14 @@ class Stager:
             listings,
             train_format=train.format,
             validation_format=validation.format if validation else None,
+            test_path=test.path if test else None,
+            test_format=test.format if test else None,
             base_model_uri=base.location,
-            dataset_uris={"dataset.train": dataset.train, "dataset.validation": dataset.validation},
+            dataset_uris={
+                "dataset.train": dataset.train,
+                "dataset.validation": dataset.validation,
+                "dataset.test": dataset.test,
+            },
         )
 
     def _stage_weights(self, uri: str, dest: Path) -> Path:
@@ -195,7 +212,10 @@ class Stager:
             raise _storage_failure("the weights file", uri, exc, "base_model.weights_uri") from exc
         return local
 
-    def _stage_model(self, uri: str, dest: Path) -> Path:
+    def stage_model(
+        self, uri: str, dest: Path, field_name: str = "base_model.uri", what: str = "the base model"
+    ) -> Path:
+        """Download a model file or SavedModel folder (``field_name`` names it in failures)."""
         store, key = self._storage.open(uri)
         try:
             if key.endswith("/") or key == "":
@@ -204,7 +224,7 @@ class Stager:
                 if not store.exists(f"{key}saved_model.pb"):
                     found = store.find_any(key)
                     raise _invalid_model(
-                        "base_model.uri",
+                        field_name,
                         (
                             f"{uri} holds no saved_model.pb, so it is not a SavedModel folder. "
                             if found is not False
@@ -220,13 +240,13 @@ class Stager:
             return local
         except NoSuchKey as exc:
             raise _invalid_model(
-                "base_model.uri",
+                field_name,
                 f"no model file at {uri}. Check the path; a SavedModel folder must end with '/'.",
             ) from exc
         except JobFailure:
             raise
         except StorageError as exc:
-            raise _storage_failure("the base model", uri, exc, "base_model.uri") from exc
+            raise _storage_failure(what, uri, exc, field_name) from exc
 
     def stage_dataset(
         self,
@@ -416,6 +436,16 @@ class Stager:
             self._through_outages(write)
         except StorageError as exc:
             raise JobFailure("storage", f"Could not {what}: {exc}.") from exc
+
+    def read_small(self, uri: str, field_name: str, what: str) -> bytes | None:
+        """One small object's bytes (an alias, a manifest); None where nothing is there."""
+        store, key = self._storage.open(uri)
+        try:
+            return store.get(key).data
+        except NoSuchKey:
+            return None
+        except StorageError as exc:
+            raise _storage_failure(what, uri, exc, field_name) from exc
 
     def put_bytes(self, uri: str, data: bytes) -> None:
         """Write one small object (the manifest)."""

@@ -82,9 +82,14 @@ def _names_missing_inputs(body: Any, storage: Storage) -> bool:
 
 # Fields whose refusal can come from a rule joining several fields: a schedule's floor below the
 # phase's learning rate and its warm-up shorter than the phase, an optimizer's own options, label
-# smoothing only with a loss that takes it, a batch that splits evenly across the job's devices.
+# smoothing only with a loss that takes it, a batch that splits evenly across the job's devices;
+# a gate's test_ metric only with dataset.test, its min_delta and max_class_drop only with
+# compare_with.
 RULES_ACROSS_FIELDS = frozenset(
     {
+        "metric",
+        "min_delta",
+        "max_class_drop",
         "min_learning_rate",
         "warmup_epochs",
         "weight_decay",

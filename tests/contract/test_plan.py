@@ -152,7 +152,7 @@ def test_the_job_plan_reads_what_the_worker_and_the_api_need() -> None:
         "auto",
     )
     assert plan.output_uri == "s3://models/out/"
-    assert plan.gate == Gate("val_accuracy", 0.5, None)
+    assert plan.gate == Gate("val_accuracy", 0.5, None, None, None)
     assert plan.limits == Limits(max_runtime_seconds=86_400, max_attempts=3)
     assert plan.webhook_url == "https://ci.example.com/hooks/finetune"
     assert plan.training_plan == TrainingPlan.from_spec(loaded_spec(**FULL_SPEC_SECTIONS))
