@@ -695,9 +695,18 @@ class PromoteSchema(StrictSchema):
 class CompareWithSchema(StrictSchema):
     """The champion the new model is compared with: a model file, or an alias's current target."""
 
-    #: Not both missing or null (as GateSchema states its bounds); both given is a 422 too.
+    #: Exactly one: not both missing or null, and not both set (as base_model states its
+    #: sources).
     OPENAPI_EXTRA: ClassVar[dict[str, Any]] = {
-        "not": {"properties": {"model_uri": _NULL, "alias_uri": _NULL}}
+        "not": {
+            "anyOf": [
+                {"properties": {"model_uri": _NULL, "alias_uri": _NULL}},
+                {
+                    "required": ["model_uri", "alias_uri"],
+                    "properties": {"model_uri": _SET, "alias_uri": _SET},
+                },
+            ]
+        }
     }
 
     model_uri = StorageURIField(

@@ -25,6 +25,8 @@ from tests.helpers.services import local_services
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 
+pytestmark = pytest.mark.slow
+
 CLASSES = ["a", "b"]
 
 
