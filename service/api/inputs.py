@@ -74,12 +74,6 @@ class InputChecks:
             (("base_model", "weights_uri"), plan.base_model.weights_uri, False),
             (("dataset", "train"), plan.dataset.train, True),
             (("dataset", "validation"), plan.dataset.validation, True),
-            (("dataset", "test"), plan.dataset.test, True),
-            (
-                ("compare_with", "model_uri"),
-                None if plan.compare_with is None else plan.compare_with.model_uri,
-                False,
-            ),
         ]
         errors: dict[Any, Any] = {}
         for place, uri, dataset in inputs:

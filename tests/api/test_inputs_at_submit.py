@@ -166,18 +166,3 @@ def test_a_found_input_is_remembered_for_a_while_and_a_missing_one_never(inputs:
     assert "uri" in checks.missing(found)["base_model"], "looked up again"
     (inputs / "model.keras").write_bytes(b"x")
     assert checks.missing(found) == {}, "a missing input is looked up every time"
-
-
-def test_a_missing_test_set_or_champion_model_is_422_naming_its_field(
-    local_app: Flask, inputs: Path
-) -> None:
-    spec = _spec(
-        f"file://{inputs}/model.keras",
-        f"file://{inputs}/train/",
-        dataset={"train": f"file://{inputs}/train/", "test": f"file://{inputs}/holdout/"},
-        compare_with={"model_uri": f"file://{inputs}/v6/model.keras"},
-    )
-    errors = _errors(local_app.test_client().post("/v1/jobs", json=spec))
-    assert set(errors) == {"dataset", "compare_with"}, errors
-    assert "nothing is stored under" in errors["dataset"]["test"][0]
-    assert "no file at" in errors["compare_with"]["model_uri"][0]
