@@ -943,16 +943,6 @@ class JobSpecSchema(StrictSchema):
                     "val_ or training metrics.",
                 )
             )
-        split = "test_" if (data.get("dataset") or {}).get("test") else "val_"
-        if gate.get("min_delta") is not None and not str(gate.get("metric", "")).startswith(split):
-            raise ValidationError(
-                _at(
-                    ["gate", "metric"],
-                    f"min_delta compares the final evaluation, which runs on "
-                    f"{'dataset.test' if split == 'test_' else 'the validation images'}: name "
-                    f"{split}<metric> (loss, accuracy, top_k_accuracy or macro_f1).",
-                )
-            )
         if data.get("compare_with") is None:
             for name in ("min_delta", "max_class_drop"):
                 if gate.get(name) is not None:

@@ -50,15 +50,6 @@ def test_min_delta_and_max_class_drop_need_compare_with() -> None:
         assert "compare_with" in errors["gate"][name][0], errors
 
 
-def test_min_delta_gates_a_metric_of_the_evaluated_split() -> None:
-    errors = _errors(
-        compare_with={"model_uri": "s3://models/v6/model.keras"},
-        gate={"metric": "accuracy", "min_delta": 0.0},
-    )
-
-    assert "val_<metric>" in errors["gate"]["metric"][0]
-
-
 def test_compare_with_takes_exactly_one_uri() -> None:
     both = _errors(compare_with={"model_uri": "s3://m/a.keras", "alias_uri": "s3://m/p.json"})
     neither = _errors(compare_with={})

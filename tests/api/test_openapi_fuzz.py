@@ -39,7 +39,7 @@ from tests.helpers.auth import bearer, write_auth_file
 from tests.helpers.services import running_worker
 from tests.helpers.specs import raw_spec
 
-MAX_EXAMPLES = 30
+MAX_EXAMPLES = 40
 
 
 @pytest.fixture
