@@ -30,7 +30,8 @@ def test_a_job_may_ask_for_several_devices(client: FlaskClient) -> None:
 @pytest.mark.parametrize(
     ("gpus", "expected"),
     [
-        (0, "Must be greater than or equal to 1."),
+        (0, "Must be greater than or equal to 1 and less than or equal to 64."),
+        (65, "Must be greater than or equal to 1 and less than or equal to 64."),
         ("2", "write a JSON integer"),
         (2.5, "write a JSON integer"),
     ],
@@ -75,7 +76,7 @@ def test_the_openapi_document_shows_the_field(client: FlaskClient) -> None:
     components = client.get("/openapi.json").json["components"]["schemas"]
 
     gpus = components["Resources"]["properties"]["gpus"]
-    assert (gpus["default"], gpus["minimum"]) == (1, 1)
+    assert (gpus["default"], gpus["minimum"], gpus["maximum"]) == (1, 1, 64)
     assert "MirroredStrategy" in gpus["description"]
     assert components["JobSpec"]["properties"]["resources"]["$ref"].endswith("/Resources")
 
