@@ -4,8 +4,10 @@ and that its output prefix does not hold a published model it may not replace.
 A job whose base model path has a typo would otherwise queue, wait for a worker, and only then
 fail. Each input costs one HEAD or the first page of one listing. Only a definite absence is
 refused (a ``422`` naming the field); a storage answer that cannot tell (access denied to the
-API's credentials, no credentials in the API process, an outage) leaves the question to the
-worker, which stages the inputs anyway. Whether the inputs fit together (classes, shapes,
+API's credentials, no credentials in the API process) leaves the question to the worker, which
+stages the inputs anyway. An outage is raised at the first check that meets it (the API answers
+``503``): the job could not be queued either, and each further check would wait out its own
+timeouts first. Whether the inputs fit together (classes, shapes,
 layer names) is the dry run's question (``POST /v1/jobs/validate``).
 """
 
@@ -26,7 +28,7 @@ from service.contract.uri import InvalidURI
 from service.jobs.outputs import published_model, taken_message
 from service.storage import Storage
 from service.storage.base import ObjectStore
-from service.storage.errors import NoSuchBucket, StorageError
+from service.storage.errors import NoSuchBucket, StorageError, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,8 @@ class InputChecks:
                 problem = _absence(store, key, uri, dataset=dataset)
             except NoSuchBucket as exc:
                 problem = f"{uri}: {exc}."
+            except StorageUnavailable:
+                raise
             except (StorageError, InvalidURI) as exc:
                 log.debug("cannot check %s at submit (%s); the worker will", uri, exc)
                 continue
@@ -103,6 +107,8 @@ class InputChecks:
         try:
             store, prefix = self._storage.open(uri)
             found = published_model(store, prefix)
+        except StorageUnavailable:
+            raise
         except (StorageError, InvalidURI) as exc:
             log.debug("cannot check %s at submit (%s); the worker will", uri, exc)
             return {}
