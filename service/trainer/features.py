@@ -8,8 +8,9 @@ from the prefix (the model's input first), and that compute the same in training
 inference. A Dropout, noise or random layer ends it (Keras runs those in training mode also
 when frozen), and so does any layer with trainable weights. The trainer flattens nested
 bases before this (trainer/nesting.py), so the prefix is found among their own layers; a
-nested model still left whole counts as one layer: in the prefix where all of it is. The prefix's outputs that later layers read are its frontier,
-one tensor or several in a model with branches.
+nested model still left whole counts as one layer: in the prefix where all of it is. The
+prefix's outputs that later layers read are its frontier, one tensor or several in a model
+with branches.
 
 Where the prefix holds at least ``MIN_PREFIX_SHARE`` of the model's estimated compute and
 nothing random changes the images (augmentation), ``FeatureCache.prepare`` computes the
