@@ -9,8 +9,10 @@ reader of that same user tries every one of their ``/proc/<pid>/environ``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -49,6 +51,34 @@ def account() -> Iterator[Account]:
     if setpriv is None:
         pytest.skip("running as root and setpriv (util-linux) is missing: no way to drop to a uid")
     run_as = (setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
+    # A checkout in a private folder (``mktemp -d`` makes one 0700) is out of nobody's reach:
+    # let it pass through (search, not list) the folders above the project and its interpreter
+    # for the module's length, as a checkout in a shared folder is.
+    with _passable_by_all(PROJECT, Path(sys.executable).parent):
+        yield from _unprivileged(run_as)
+
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+@contextlib.contextmanager
+def _passable_by_all(*places: Path) -> Iterator[None]:
+    """Give every folder above ``places`` search permission for others; restore it after."""
+    changed: dict[Path, int] = {}
+    for place in places:
+        for folder in [place, *place.parents]:
+            mode = folder.stat().st_mode
+            if folder not in changed and not mode & stat.S_IXOTH:
+                changed[folder] = mode
+                folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+    try:
+        yield
+    finally:
+        for folder, mode in changed.items():
+            folder.chmod(stat.S_IMODE(mode))
+
+
+def _unprivileged(run_as: tuple[str, ...]) -> Iterator[Account]:
     if _can_run(run_as, sys.executable):
         yield Account(NOBODY, run_as, sys.executable)
         return
@@ -61,7 +91,9 @@ def account() -> Iterator[Account]:
     subprocess.run([str(system), "-m", "venv", "--without-pip", str(venv)], check=True)
     packages = next(Path(p) for p in sys.path if p.endswith("site-packages"))
     site = next(venv.glob("lib/python*/site-packages"))
-    (site / "project.pth").write_text(f"{packages}\n")
+    # addsitedir, not a bare path: the packages' own .pth files (the project's editable
+    # install among them) are read too.
+    (site / "project.pth").write_text(f"import site; site.addsitedir({str(packages)!r})\n")
     subprocess.run(["chmod", "-R", "a+rX", str(venv)], check=True)
     yield Account(NOBODY, run_as, str(venv / "bin" / "python"))
     shutil.rmtree(venv, ignore_errors=True)
