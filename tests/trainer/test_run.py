@@ -99,7 +99,7 @@ def test_outcome_describes_the_run(head_run: Run) -> None:
     # conv3, bn3 (gamma, beta), head_dense_1 and predictions: kernel and bias each
     assert outcome.trainable_weights == 8
     assert outcome.versions == {"tensorflow": tf.__version__, "keras": keras.__version__}
-    assert set(outcome.timings) == {"loading", "training", "exporting"}
+    assert set(outcome.timings) == {"loading", "training", "exporting", "evaluating"}
     assert TrainingOutcome.from_dict(outcome.to_dict()) == outcome
 
 
