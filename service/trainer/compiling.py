@@ -120,15 +120,21 @@ def compile_model(
     )
 
 
-def compile_alike(model: keras.Model, like: keras.Model, training: TrainingSettings) -> None:
+def compile_alike(
+    model: keras.Model, like: keras.Model, training: TrainingSettings, steps_per_execution: int = 1
+) -> None:
     """Compiles ``model`` with ``like``'s optimizer (the same object) and loss.
 
     For a part of ``like`` trained on its own (features.py): the optimizer's state, its step
     and its schedule are then ``like``'s, as if ``like`` itself were trained.
+    ``steps_per_execution`` batches run in one call of the training function: the same steps
+    in the same order, with less of Keras's and TensorFlow's per-call cost (which outweighs
+    the step itself for a small head on cached features).
     """
     model.compile(
         optimizer=like.optimizer,
         loss=like.loss,
         metrics=list(training.metrics),
         jit_compile=compile_settings().jit_compile,
+        steps_per_execution=steps_per_execution,
     )

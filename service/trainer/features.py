@@ -283,8 +283,10 @@ def _prefix_function(model: keras.Model, prefix: FrozenPrefix) -> Callable[..., 
     """The prefix in inference mode, from uint8 images (cast to float on the device)."""
     (image,) = model.inputs
     prefix_model = keras.Model(model.inputs, list(prefix.frontier))
+    # Traced once for any batch size (the last batch is smaller): a trace costs about a batch.
+    signature = [tf.TensorSpec((None, *image.shape[1:]), tf.uint8)]
 
-    @tf.function(reduce_retracing=True)  # type: ignore[untyped-decorator]
+    @tf.function(input_signature=signature)  # type: ignore[untyped-decorator]
     def run(images: tf.Tensor) -> list[tf.Tensor]:
         outputs = prefix_model(tf.cast(images, image.dtype), training=False)
         return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
@@ -293,8 +295,20 @@ def _prefix_function(model: keras.Model, prefix: FrozenPrefix) -> Callable[..., 
 
 
 def _feature_batches(positions: tf.data.Dataset, features: CachedFeatures) -> tf.data.Dataset:
-    """Batches of (features, labels) gathered at each batch of positions."""
+    """Batches of (features, labels) gathered at each batch of positions.
+
+    Features in memory are gathered by TensorFlow (no Python per batch); features on disk are
+    read from their memory maps, batch by batch.
+    """
     arrays, labels = features.arrays, features.labels
+    if not any(isinstance(array, np.memmap) for array in arrays):
+        held = [tf.constant(array) for array in [*arrays, labels]]
+
+        def take(batch: tf.Tensor) -> tuple[Any, tf.Tensor]:
+            found = [tf.gather(tensor, batch) for tensor in held]
+            return (found[0] if len(arrays) == 1 else tuple(found[:-1])), found[-1]
+
+        return positions.map(take)
     dtypes = [tf.as_dtype(a.dtype) for a in arrays] + [tf.as_dtype(labels.dtype)]
 
     def gather(batch: np.ndarray) -> list[np.ndarray]:

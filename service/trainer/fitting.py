@@ -267,7 +267,9 @@ def _what_trains(
         fed = _Fed(data.uint8_train, getattr(data, "uint8_validation", None))  # type: ignore[attr-defined]
     else:
         return model, data
-    compile_alike(trains, model, training)
+    compile_alike(
+        trains, model, training, steps_per_epoch(data, training.batch_size) if cached else 1
+    )
     if not model.optimizer.built:
         # The whole model's order of variables: checkpoints are the same either way.
         model.optimizer.build(model.trainable_variables)
