@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8080
 
-.PHONY: install serve worker test lint lint-deploy pytest image-test browser bench clean
+.PHONY: install serve worker test test-full lint lint-deploy pytest pytest-full image-test browser bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,11 @@ serve: install
 worker: install
 	$(PY) -m service worker
 
-## Lint, type-check, lint the deployment files and run every test (what CI runs)
+## Lint, type-check, lint the deployment files and run the tests but the full matrix's (what CI runs)
 test: install lint lint-deploy pytest
+
+## The same with every test: the full matrix too (tests marked `full`), a few minutes more
+test-full: install lint lint-deploy pytest-full
 
 lint: install
 	$(VENV)/bin/ruff check service schemas tests bench
@@ -35,6 +38,9 @@ lint-deploy: install
 	$(VENV)/bin/hadolint Dockerfile
 
 pytest: install
+	$(PY) -m pytest -m "not full"
+
+pytest-full: install
 	$(PY) -m pytest
 
 ## Chromium for the /docs browser test (tests/api/test_docs_page.py); needs root and apt-get

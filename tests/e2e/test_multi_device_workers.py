@@ -24,7 +24,9 @@ from tests.helpers.models import pretrain_tiny_cnn
 from tests.helpers.moto_server import MotoServer
 from tests.helpers.processes import ServiceProcess
 
-pytestmark = pytest.mark.slow
+# The full matrix only: tests/worker/test_multi_device.py trains, resumes and serves a two-device
+# job in the fast subset; this one adds the second worker that cannot hold it and a kill -9.
+pytestmark = [pytest.mark.slow, pytest.mark.full]
 
 #: A worker whose trainer child is started when a job comes (the one that said what it holds).
 ONE_CHILD = {"FINETUNE_WARM_TRAINER": "0"}

@@ -207,6 +207,7 @@ def test_sigterm_hands_the_job_back_within_the_grace_period(stack: Stack) -> Non
     assert _events(stack, job["id"], "resumed")[0]["data"]["epoch"] >= 1
 
 
+@pytest.mark.full  # a soak: the one-API one-worker scenarios above stay in the fast subset
 def test_many_submits_through_two_apis_and_two_workers(
     tmp_path: Path, moto_server: MotoServer, inputs: Any
 ) -> None:
