@@ -284,3 +284,16 @@ def test_uint8_pixels_cast_in_the_model_train_the_same_as_float_pixels(digits_tr
 
     for a, b in zip(weights["float32"], weights["uint8"], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_inference_pass_takes_larger_batches_where_the_images_are_small() -> None:
+    from service.trainer.features import (
+        INFERENCE_BATCH_PIXELS,
+        MAX_INFERENCE_BATCH,
+        inference_batch_size,
+    )
+
+    assert inference_batch_size((96, 96, 3), 32) == INFERENCE_BATCH_PIXELS // (96 * 96) == 128
+    assert inference_batch_size((32, 32, 1), 16) == MAX_INFERENCE_BATCH
+    assert inference_batch_size((224, 224, 3), 32) == 32  # never below training's batch
+    assert inference_batch_size((None, None, 3), 8) == 8
