@@ -12,38 +12,40 @@ take it through the service's trainer, stage by stage:
 
 Each stage is ``ok`` or the first line of what went wrong. Usage::
 
-    nice python bench/compat_table.py --markdown docs/MODELS.md          # every architecture
-    nice python bench/compat_table.py --only MobileNetV2 VGG16           # some
+    nice python bench/compat_table.py --markdown docs/MODELS.md            # every architecture
+    nice python bench/compat_table.py --markdown docs/MODELS.md --missing  # those not yet in it
+    nice python bench/compat_table.py --only MobileNetV2 VGG16             # some, printed
 
-``--markdown`` rewrites the table (and its command and date) in that file between the markers
-``<!-- compat-table -->`` and ``<!-- /compat-table -->``; without it the table is printed.
+Each architecture runs in a process of its own (``--jobs`` at once), so a native crash or a
+timeout is that row's reason, not the end of the run. ``--markdown`` merges the rows into the
+table between the markers ``<!-- compat-table -->`` and ``<!-- /compat-table -->`` of that file
+(rows of architectures not run are kept, each with its date), after every row.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import keras
-import numpy as np
-from PIL import Image
+if TYPE_CHECKING:
+    from service.contract.request import TrainingRequest
 
-from schemas import JobSpecSchema
-from service.contract.architectures import ARCHITECTURES
-from service.contract.messages import ChildMessage, PhaseStarted
-from service.contract.request import TrainingRequest
-from service.trainer.inspection import inspect
-from service.trainer.loading import load_base_model
-from service.trainer.run import train
+# The parent only schedules processes and writes the table: Keras and TensorFlow are imported
+# by the per-architecture process (check_architecture), one architecture per process.
 
 #: keras.applications' smallest input side where it is not 32.
 MIN_SIZES = {"Xception": 71, "InceptionV3": 75, "InceptionResNetV2": 75}
@@ -63,6 +65,7 @@ class Row:
     layers: int = 0
     stages: dict[str, str] | None = None
     seconds: float = 0.0
+    measured: str = ""  # when (UTC) and with which Keras
 
     @property
     def green(self) -> bool:
@@ -74,7 +77,7 @@ class Row:
         return (
             f"| {self.name} | {self.size} | {self.params:,} | {self.layers} | "
             + " | ".join(cells)
-            + f" | {self.seconds:.0f} |"
+            + f" | {self.seconds:.0f} | {self.measured} |"
         )
 
 
@@ -88,6 +91,9 @@ def _reason(exc: BaseException) -> str:
 
 
 def _images(folder: Path, size: int) -> Path:
+    import numpy as np
+    from PIL import Image
+
     rng = np.random.default_rng(0)
     for label in ("a", "b"):
         (folder / label).mkdir(parents=True)
@@ -98,6 +104,9 @@ def _images(folder: Path, size: int) -> Path:
 
 
 def _request(work: Path, base: Path, train_dir: Path, family: str, first_n: int) -> TrainingRequest:
+    from schemas import JobSpecSchema
+    from service.contract.request import TrainingRequest
+
     spec = JobSpecSchema().load(
         {
             "base_model": {"uri": "s3://models/base/model.keras"},
@@ -123,9 +132,17 @@ def _request(work: Path, base: Path, train_dir: Path, family: str, first_n: int)
 
 def check_architecture(name: str, work: Path) -> Row:
     """Takes one architecture through the stages (see the module's doc) in ``work``."""
+    import keras
+
+    from service.contract.architectures import ARCHITECTURES
+    from service.contract.messages import ChildMessage, PhaseStarted
+    from service.trainer.inspection import inspect
+    from service.trainer.loading import load_base_model
+    from service.trainer.run import train
+
     arch = ARCHITECTURES[name]
     size = min_size(name)
-    row = Row(name, size)
+    row = Row(name, size, measured=f"{_now()} Keras {keras.__version__}")
     stages: dict[str, str] = {}
     row.stages = stages
     started = time.monotonic()
@@ -181,6 +198,7 @@ def check_architecture(name: str, work: Path) -> Row:
 
 
 def _export_check(out: Path, size: int) -> str:
+    import numpy as np
     import tensorflow as tf
 
     if not (out / "model.keras").is_file():
@@ -192,19 +210,49 @@ def _export_check(out: Path, size: int) -> str:
     return OK
 
 
-def table(rows: list[Row], command: str) -> str:
-    today = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+def table(rows: list[Row]) -> str:
+    """The table in Markdown between its markers: every allowed architecture, measured or not."""
+    by_name = {row.name: row for row in rows}
+    measured = [by_name[name] for name in _allowed() if name in by_name]
+    missing = [name for name in _allowed() if name not in by_name]
     lines = [
         BEGIN,
-        f"Made by `{command}` on {today} (Keras {keras.__version__}, CPU); "
-        f"{sum(r.green for r in rows)} of {len(rows)} rows green.",
+        f"{len(measured)} of {len(_allowed())} allowed architectures measured, "
+        f"{sum(r.green for r in measured)} green; each row says when and with which Keras it ran "
+        "(CPU). Seconds are wall time on the shared 2-core CPU, which other work loaded.",
+    ]
+    if missing:
+        lines.append("Not yet measured: " + ", ".join(missing) + ".")
+    lines += [
         "",
-        "| architecture | input | params | layers | load | freeze | fit | export | seconds |",
-        "|---|---|---|---|---|---|---|---|---|",
-        *(row.markdown() for row in rows),
+        "| architecture | input | params | layers | load | freeze | fit | export | seconds "
+        "| measured |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *(row.markdown() for row in measured),
         END,
     ]
     return "\n".join(lines)
+
+
+def read_rows(path: Path) -> list[Row]:
+    """The rows of the table in ``path`` (none where it has no table)."""
+    text = path.read_text() if path.exists() else ""
+    if BEGIN not in text or END not in text:
+        return []
+    body = text[text.index(BEGIN) : text.index(END)]
+    rows = []
+    for line in body.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 4 + len(STAGES) + 2 or not cells[1].isdigit():
+            continue  # the header, its rule, or text
+        name, size, params, layers, *stages, seconds, when = cells
+        rows.append(
+            Row(
+                name, int(size), int(params.replace(",", "")), int(layers),
+                dict(zip(STAGES, stages, strict=True)), float(seconds), when,
+            )
+        )  # fmt: skip
+    return rows
 
 
 def write_markdown(path: Path, text: str) -> None:
@@ -217,28 +265,82 @@ def write_markdown(path: Path, text: str) -> None:
     path.write_text(new)
 
 
+def run_row(name: str, timeout: float) -> Row:
+    """One architecture checked in a process of its own: a native crash is a row, not the end."""
+    with tempfile.TemporaryDirectory(prefix=f"compat-{name}-") as tmp:
+        result = Path(tmp) / "row.json"
+        started = time.monotonic()
+        try:
+            done = subprocess.run(
+                [sys.executable, __file__, "--row", name, "--work", tmp, "--json", str(result)],
+                timeout=timeout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            return _failed_row(name, f"not finished in {timeout:.0f} s", started)
+        if result.is_file():
+            return Row(**json.loads(result.read_text()))
+        cause = (
+            f"the process was killed by signal {-done.returncode} "
+            f"({signal.Signals(-done.returncode).name})"
+            if done.returncode < 0
+            else f"the process exited with {done.returncode}"
+        )
+        last = (done.stderr.strip().splitlines() or [""])[-1][:120].replace("|", "/")
+        return _failed_row(name, f"{cause}: {last}" if last else cause, started)
+
+
+def _failed_row(name: str, reason: str, started: float) -> Row:
+    return Row(
+        name, min_size(name), stages={"load": reason}, seconds=time.monotonic() - started,
+        measured=_now(),
+    )  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--only", nargs="*", help="architectures (default: every allowed one)")
-    parser.add_argument("--markdown", type=Path, help="a Markdown file to write the table into")
+    parser.add_argument("--markdown", type=Path, help="a Markdown file to merge the rows into")
+    parser.add_argument("--jobs", "-j", type=int, default=1, help="architectures at once")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds per architecture")
+    parser.add_argument("--missing", action="store_true", help="only those --markdown lacks")
+    parser.add_argument("--row", help=argparse.SUPPRESS)  # the per-architecture process
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    names = args.only or list(ARCHITECTURES)
-    rows = []
-    for name in names:
-        with tempfile.TemporaryDirectory(prefix=f"compat-{name}-") as tmp:
-            row = check_architecture(name, Path(tmp))
-        keras.backend.clear_session()
-        print(row.markdown(), flush=True)
-        rows.append(row)
-        if args.markdown:  # after every row: a run cut short keeps what it measured
-            write_markdown(args.markdown, table(rows, _command(argv)))
+    if args.row:
+        row = check_architecture(args.row, args.work)
+        args.json.write_text(json.dumps(asdict(row)))
+        return 0
+    rows = read_rows(args.markdown) if args.markdown else []
+    names = args.only or _allowed()
+    if args.missing:
+        names = [name for name in names if name not in {row.name for row in rows}]
+    unknown = sorted(set(names) - set(_allowed()))
+    if unknown:
+        parser.error(f"not allowed architectures: {', '.join(unknown)}")
+    failed = False
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = [pool.submit(run_row, name, args.timeout) for name in names]
+        for future in as_completed(futures):
+            row = future.result()
+            print(row.markdown(), flush=True)
+            failed |= not row.green
+            rows = [old for old in rows if old.name != row.name] + [row]
+            if args.markdown:  # after every row: a run cut short keeps what it measured
+                write_markdown(args.markdown, table(rows))
     if not args.markdown:
-        print(table(rows, _command(argv)))
-    return 0 if all(row.green for row in rows) else 1
+        print(table(rows))
+    return 1 if failed else 0
 
 
-def _command(argv: list[str] | None) -> str:
-    return "python bench/compat_table.py " + " ".join(sys.argv[1:] if argv is None else argv)
+def _allowed() -> list[str]:
+    from service.contract.architectures import ARCHITECTURES
+
+    return list(ARCHITECTURES)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M")
 
 
 if __name__ == "__main__":
