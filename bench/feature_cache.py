@@ -15,6 +15,8 @@
 4. The uint8 feed: the whole model trained (full fine-tune) on the service's image pipeline,
    fed float32 pixels converted in tf.data vs uint8 pixels cast inside the model
    (fitting.casting_on_device); images/s over epochs 2..E, one fresh process each.
+5. The feature cache's inference pass: the base's forward pass over 1,200 uint8 images in batches
+   of 32, 64, 128 and 256, in turn in one fresh process per repeat.
 
 Usage: .venv/bin/python bench/feature_cache.py [--repeats 3] [--full-epochs 3] [--quick]
 """
@@ -169,6 +171,33 @@ def readme_job_seconds(example: str, feature_cache: str) -> dict[str, Any]:
     return {"seconds": seconds, "cache": cache, "val_accuracy": outcome.metrics.get("val_accuracy")}
 
 
+def inference_pass_seconds(base_path: str, size: int, batch_sizes: list[int]) -> dict[int, float]:
+    """The base's forward pass over 1,200 uint8 images in batches of each size, in turn (after
+    one warm-up trace): what features.INFERENCE_BATCH_PIXELS was chosen from."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    base = keras.saving.load_model(base_path)
+    base.trainable = False
+    prefix = keras.Model(base.inputs, keras.layers.GlobalAveragePooling2D()(base.outputs[0]))
+    images = np.random.default_rng(0).integers(0, 256, (1200, size, size, 3), dtype=np.uint8)
+    signature = [tf.TensorSpec((None, size, size, 3), tf.uint8)]
+
+    @tf.function(input_signature=signature)  # type: ignore[untyped-decorator]
+    def run(batch: tf.Tensor) -> tf.Tensor:
+        return prefix(tf.cast(batch, tf.float32), training=False)
+
+    run(images[:2])
+    seconds = {}
+    for batch_size in batch_sizes:
+        started = time.perf_counter()
+        for start in range(0, len(images), batch_size):
+            run(images[start : start + batch_size]).numpy()
+        seconds[batch_size] = time.perf_counter() - started
+    return seconds
+
+
 def feed_images_per_s(
     base_path: str, train_dir: str, size: int, epochs: int, batch_size: int, feed: str
 ) -> float:
@@ -218,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-epochs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="tiny CNN, few images (a smoke run)")
     parser.add_argument(
-        "--skip", nargs="*", default=[], choices=["head", "full", "readme", "uint8"]
+        "--skip", nargs="*", default=[], choices=["head", "full", "readme", "uint8", "inference"]
     )
     args = parser.parse_args(argv)
 
@@ -306,6 +335,21 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(
             f"feed, full fine-tune: float32 {median(feeds['float32']):.0f} images/s, uint8 "
             f"{median(feeds['uint8']):.0f} images/s; uint8/float32 {ratio_summary(ratios)}"
+        )
+        print(lines[-1], flush=True)
+    if "inference" not in args.skip:
+        sizes = [32, 64, 128, 256]
+        passes = [
+            in_fresh_process(inference_pass_seconds, base_path, size, sizes)
+            for _ in range(args.repeats)
+        ]
+        raw["inference"] = passes
+        lines.append(
+            "inference pass, 1,200 images: "
+            + ", ".join(f"batch {b} {median([p[b] for p in passes]):.2f} s" for b in sizes)
+            + f" (n={len(passes)}; 128/32 "
+            + ratio_summary([p[32] / p[128] for p in passes])
+            + ")"
         )
         print(lines[-1], flush=True)
     loads.append(load_average())

@@ -47,7 +47,7 @@ from service.trainer.data import ImageDatasets, Split
 MIN_PREFIX_SHARE = 0.5
 #: Pixels (images x height x width) per batch of the prefix's one inference pass: with no
 #: gradients to keep, larger batches than training's run faster (MobileNetV2 at 96x96 on this
-#: project's CPU: 0.85 s for 1,200 images in batches of 128 against 1.23 s in batches of 32).
+#: project's CPU: 1.32 times as fast in batches of 128 as in batches of 32; bench/RESULTS.md).
 INFERENCE_BATCH_PIXELS = 128 * 96 * 96
 #: The most images per batch of that pass, however small the images.
 MAX_INFERENCE_BATCH = 256
