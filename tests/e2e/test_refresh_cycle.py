@@ -8,9 +8,8 @@ gunicorn, a worker process, the ``finetune`` CLI, and real tiny Keras models.
 5. A job whose overall test accuracy rose over v1 (``min_delta`` passes) but whose recall of one
    class fell is blocked by ``gate.max_class_drop``.
 
-Where the spec has ``compare_with`` and ``gate.min_delta`` / ``gate.max_class_drop``, the gates
-of steps 2, 3 and 5 compare each job with the alias's current model on ``dataset.test``. Where it
-does not yet, steps 2 and 3 gate on ``val_accuracy`` and step 5 is left out.
+The gates of steps 2, 3 and 5 compare each job with the alias's current model
+(``compare_with``) on ``dataset.test`` (``gate.min_delta``, ``gate.max_class_drop``).
 
 The recipes differ in how much each class counts (``training.class_weight``): a class of weight
 1e-4 contributes next to nothing to the loss, so the model does not learn to predict it and its
@@ -33,7 +32,6 @@ from typing import Any
 import boto3
 import pytest
 
-from schemas.job_spec import GateSchema, JobSpecSchema
 from service.storage.s3 import S3ObjectStore
 from tests.e2e.scenario import CLASSES, FINE_TUNE_DIGITS
 from tests.helpers.data import write_image_folder
@@ -49,10 +47,6 @@ ALIAS_KEY = "digits/production.json"
 #: The weight of a class a recipe ignores (the schema takes none at or below 0).
 IGNORED = 1e-4
 EPOCHS = 6
-#: Whether jobs can compare with the alias's model and gate on the difference.
-COMPARES = "compare_with" in JobSpecSchema().fields and {"min_delta", "max_class_drop"} <= set(
-    GateSchema().fields
-)
 
 
 def _spec(version: str, *, ignore: tuple[str, ...], **extra: Any) -> dict[str, Any]:
@@ -62,7 +56,7 @@ def _spec(version: str, *, ignore: tuple[str, ...], **extra: Any) -> dict[str, A
         "base_model": {"uri": f"s3://{MODELS}/base/model.keras"},
         "dataset": {
             "train": f"s3://{DATA}/digits/train/",
-            **({"test": f"s3://{DATA}/digits/holdout/"} if COMPARES else {}),
+            "test": f"s3://{DATA}/digits/holdout/",
             "validation_split": 0.2,
             "preprocessing": "rescale",
         },
@@ -123,13 +117,8 @@ def test_a_refresh_cycle(tmp_path: Path, moto_server: MotoServer) -> None:
         "FINETUNE_STATE_URI": f"s3://{STATE}/finetune",
         "FINETUNE_WORK_DIR": str(tmp_path / "work"),
     }
-    compare = {"compare_with": {"alias_uri": ALIAS}} if COMPARES else {}
-    # No worse than the alias's model; without comparisons, a bar between v1 and v3.
-    gate = (
-        {"metric": "test_accuracy", "min_delta": 0.0}
-        if COMPARES
-        else {"metric": "val_accuracy", "min": 0.6}
-    )
+    compare = {"compare_with": {"alias_uri": ALIAS}}
+    gate = {"metric": "test_accuracy", "min_delta": 0.0}  # no worse than the alias's model
     with api_and_worker(env, tmp_path, api_workers=1) as (url, api, worker):
         client = ApiClient(url)
 
@@ -142,9 +131,8 @@ def test_a_refresh_cycle(tmp_path: Path, moto_server: MotoServer) -> None:
         assert v1["result"]["promotion"]["version"] == 1
         assert alias()["target"]["job_id"] == v1["id"]
         assert alias()["target"]["keras_uri"] == v1["result"]["keras_uri"]
-        if COMPARES:
-            v1_accuracy = v1["result"]["evaluation"]["metrics"]["accuracy"]
-            assert 0.3 < v1_accuracy < 0.7, v1["result"]["evaluation"]
+        v1_accuracy = v1["result"]["evaluation"]["metrics"]["accuracy"]
+        assert 0.3 < v1_accuracy < 0.7, v1["result"]["evaluation"]
 
         # 2. A weaker recipe (three classes ignored) is refused by its gate.
         before = alias()
@@ -172,9 +160,8 @@ def test_a_refresh_cycle(tmp_path: Path, moto_server: MotoServer) -> None:
             )
         )
         assert better["status"] == "succeeded", better["error"]
-        if COMPARES:
-            comparison = better["result"]["comparison"]
-            assert comparison["delta"]["accuracy"] > 0.1, comparison
+        comparison = better["result"]["comparison"]
+        assert comparison["delta"]["accuracy"] > 0.1, comparison
         assert better["result"]["promotion"]["version"] == 2
         promoted = alias()
         assert promoted["target"]["job_id"] == better["id"]
@@ -191,20 +178,19 @@ def test_a_refresh_cycle(tmp_path: Path, moto_server: MotoServer) -> None:
         assert back["change"] == {"action": "rollback", "restored_version": 1}
 
         # 5. Overall accuracy up on v1 (min_delta passes), but a class v1 knew is lost.
-        if COMPARES:
-            dropped = run(
-                _spec(
-                    "v5",
-                    ignore=(CLASSES[2],),
-                    gate={"metric": "test_accuracy", "min_delta": 0.0, "max_class_drop": 0.2},
-                    **compare,
-                )
+        dropped = run(
+            _spec(
+                "v5",
+                ignore=(CLASSES[2],),
+                gate={"metric": "test_accuracy", "min_delta": 0.0, "max_class_drop": 0.2},
+                **compare,
             )
-            assert dropped["status"] == "failed"
-            assert dropped["error"]["code"] == "gate_failed", dropped["error"]
-            assert CLASSES[2] in dropped["error"]["message"], dropped["error"]
-            assert alias() == back, "the alias is unchanged"
-            assert published("v5") == []
+        )
+        assert dropped["status"] == "failed"
+        assert dropped["error"]["code"] == "gate_failed", dropped["error"]
+        assert CLASSES[2] in dropped["error"]["message"], dropped["error"]
+        assert alias() == back, "the alias is unchanged"
+        assert published("v5") == []
 
     assert {info.key for info in models.list("digits/v1/")} >= {
         "digits/v1/manifest.json",
