@@ -1,5 +1,6 @@
-"""Cheap checks at submit that a spec's inputs are there: the base model, its weights, the data;
-and that its output prefix does not hold a published model it may not replace.
+"""Cheap checks at submit that a spec's inputs are there: the base model, its weights, the data
+(train, validation, test), the model to compare with; and that its output prefix does not hold
+a published model it may not replace.
 
 A job whose base model path has a typo would otherwise queue, wait for a worker, and only then
 fail. Each input costs one HEAD or the first page of one listing. Only a definite absence is
@@ -68,14 +69,22 @@ class InputChecks:
         """Per-field messages (``errors.json``'s shape) for every input that is not stored.
 
         A dataset URI may name a folder (``.../train/``), one object (an archive, an ``.npz``,
-        a ``.tfrecord``), a folder without its trailing '/', or a glob; ``base_model.uri`` a
-        file or a SavedModel folder (ending in '/'); ``base_model.weights_uri`` one file.
+        a ``.tfrecord``), a folder without its trailing '/', or a glob; ``base_model.uri`` and
+        ``compare_with.model_uri`` a file or a SavedModel folder (ending in '/');
+        ``base_model.weights_uri`` one file. ``compare_with.alias_uri`` is not looked at: an
+        alias that does not exist yet is the first run of a refresh cycle.
         """
         inputs = [
             (("base_model", "uri"), plan.base_model.uri, False),
             (("base_model", "weights_uri"), plan.base_model.weights_uri, False),
             (("dataset", "train"), plan.dataset.train, True),
             (("dataset", "validation"), plan.dataset.validation, True),
+            (("dataset", "test"), plan.dataset.test, True),
+            (
+                ("compare_with", "model_uri"),
+                None if plan.compare_with is None else plan.compare_with.model_uri,
+                False,
+            ),
         ]
         errors: dict[Any, Any] = {}
         for place, uri, dataset in inputs:

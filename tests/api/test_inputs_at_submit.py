@@ -97,6 +97,30 @@ def test_every_missing_input_is_named_at_once(local_app: Flask, inputs: Path) ->
     assert set(errors["dataset"]) == {"train", "validation"}
 
 
+def test_a_missing_test_set_or_model_to_compare_with_is_named(
+    local_app: Flask, inputs: Path
+) -> None:
+    spec = _spec(
+        f"file://{inputs}/model.keras",
+        f"file://{inputs}/train/",
+        dataset={"train": f"file://{inputs}/train/", "test": f"file://{inputs}/holdout/"},
+        compare_with={"model_uri": f"file://{inputs}/champion.keras"},
+    )
+    errors = _errors(local_app.test_client().post("/v1/jobs", json=spec))
+    assert errors == {
+        "dataset": {"test": [f"nothing is stored under file://{inputs}/holdout/."]},
+        "compare_with": {
+            "model_uri": [
+                f"no file at file://{inputs}/champion.keras. Check the path (a SavedModel "
+                "folder's URI ends with '/')."
+            ]
+        },
+    }
+    spec["dataset"]["test"] = f"file://{inputs}/train/"
+    spec["compare_with"] = {"model_uri": f"file://{inputs}/model.keras"}
+    assert local_app.test_client().post("/v1/jobs", json=spec).status_code == 201
+
+
 def test_a_repeated_idempotency_key_gets_its_job_even_where_an_input_is_gone(
     local_app: Flask, inputs: Path
 ) -> None:
