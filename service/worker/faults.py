@@ -12,14 +12,24 @@ halving the batch size cannot help it, more scratch space can.
 
 from __future__ import annotations
 
+import errno
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from service.contract.faults import is_disk_full
 from service.worker.errors import JobFailure
 
-__all__ = ["OomKillCounter", "disk_full", "is_disk_full", "oom_kill_files"]
+__all__ = [
+    "NoSpaceForDownload",
+    "OomKillCounter",
+    "disk_full",
+    "downloading",
+    "is_disk_full",
+    "needed_bytes",
+    "oom_kill_files",
+]
 
 #: Where the cgroup file systems are mounted (cgroup v2, or v1 with its controllers).
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -90,6 +100,43 @@ class OomKillCounter:
     def rose(before: int | None, after: int | None) -> bool:
         """Whether the count rose between two readings (False where either is unknown)."""
         return before is not None and after is not None and after > before
+
+
+class NoSpaceForDownload(OSError):
+    """The disk filled while staging a download whose size is known (ENOSPC, like its cause).
+
+    Attributes:
+        needed_bytes: The bytes of the whole download (every object listed for it).
+    """
+
+    def __init__(self, needed: int, cause: BaseException) -> None:
+        super().__init__(errno.ENOSPC, f"No space left on device for {needed} bytes: {cause}")
+        self.needed_bytes = needed
+
+
+@contextmanager
+def downloading(needed: int) -> Iterator[None]:
+    """Around a download of ``needed`` bytes: a full disk inside says how much was needed."""
+    try:
+        yield
+    except NoSpaceForDownload:
+        raise
+    except Exception as exc:
+        if is_disk_full(exc):
+            raise NoSpaceForDownload(needed, exc) from exc
+        raise
+
+
+def needed_bytes(exc: BaseException) -> int | None:
+    """What a full disk's download needed, where ``exc`` (or its cause) says; else None."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, NoSpaceForDownload):
+            return current.needed_bytes
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def disk_full(work_dir: Path, during: str, needed_bytes: int | None = None) -> JobFailure:

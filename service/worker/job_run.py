@@ -32,7 +32,7 @@ from service.worker.attempt_dirs import lock_path
 from service.worker.champions import stage_champion
 from service.worker.child_runner import TrainerPool, run_training
 from service.worker.errors import JobAbandoned, JobCancelled, JobFailure, JobInterrupted
-from service.worker.faults import disk_full, is_disk_full
+from service.worker.faults import disk_full, is_disk_full, needed_bytes
 from service.worker.gate import check_gate
 from service.worker.heartbeat import Heartbeat
 from service.worker.kernel_settings import kernel_setting_for
@@ -159,7 +159,7 @@ class JobRun:
             # The trainer child says disk_full; the worker names its directory and free space.
             if is_disk_full(exc) or (isinstance(exc, JobFailure) and exc.code == "disk_full"):
                 during = _WRITING_IN.get(self._phase, f"in phase {self._phase}")
-                raise disk_full(self.work_dir, during) from exc
+                raise disk_full(self.work_dir, during, needed_bytes(exc)) from exc
             raise
 
     def _execute(self) -> tuple[dict[str, Any], dict[str, float]]:

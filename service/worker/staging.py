@@ -41,6 +41,7 @@ from service.worker.archives import (
     remove,
 )
 from service.worker.errors import JobFailure
+from service.worker.faults import downloading
 
 log = logging.getLogger(__name__)
 
@@ -360,7 +361,8 @@ class Stager:
         name = PurePosixPath(info.key).name
         download = dest / "download" / name
         download.parent.mkdir(parents=True, exist_ok=True)
-        store.download_file(info.key, download)
+        with downloading(info.size):
+            store.download_file(info.key, download)
         files = [{"key": name, "size": info.size, "etag": info.etag, "sha256": sha256_of(download)}]
         kind = declared if declared != "auto" else _kind_of(name, download)
         if kind in ("zip", "tar"):
@@ -394,7 +396,7 @@ class Stager:
         plan = [(info, local_path_for(dest, info.key[len(prefix) :], info.key)) for info in infos]
         for parent in sorted({path.parent for _, path in plan}):
             parent.mkdir(parents=True, exist_ok=True)
-        with ThreadPoolExecutor(max_workers=8) as pool:
+        with downloading(sum(info.size for info in infos)), ThreadPoolExecutor(8) as pool:
             for future in [pool.submit(store.download_file, i.key, p) for i, p in plan]:
                 future.result()
 

@@ -161,6 +161,30 @@ def test_a_full_work_disk_is_disk_full_naming_it_and_the_batch_size_is_kept(
         assert trainer_pids() == []
 
 
+def test_a_dataset_larger_than_the_work_disk_is_disk_full_naming_its_size(
+    inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    # 24 files of 1 MiB (their bytes are never decoded: the download is what fails).
+    big = tmp_path / "big"
+    for label in ("a", "b"):
+        (big / label).mkdir(parents=True)
+        for i in range(12):
+            (big / label / f"{i}.png").write_bytes(os.urandom(MiB))
+    with small_tmpfs(tmp_path / "work", 16 * MiB) as work:
+        services = local_services(tmp_path, heartbeat_seconds=0.3)
+        job_id = _create(services, {**inputs, "train": big}, tmp_path / "out", epochs=1)
+
+        Worker(services).run_once()
+
+        final = services.jobs.get(job_id)
+        assert final.status is JobStatus.FAILED and final.error is not None
+        assert final.error["code"] == "disk_full", final.error
+        message = final.error["message"]
+        assert str(work) in message and "free of 16.0 MiB" in message
+        assert "downloading" in message and "the step needs 24.0 MiB" in message, message
+        assert trainer_pids() == []
+
+
 def test_a_trainer_the_oom_killer_kills_halves_the_batch_size_saying_so(
     inputs: dict[str, Path],
     tmp_path: Path,
