@@ -18,7 +18,7 @@ from service.contract.layout import MANIFEST_FILE
 from service.contract.plan import CompareWith
 from service.contract.request import ChampionModel
 from service.contract.uri import parse_uri
-from service.jobs.aliases import AliasTarget
+from service.jobs.aliases import Alias
 from service.jobs.errors import InvalidAlias
 from service.worker.errors import JobFailure
 from service.worker.staging import Stager
@@ -63,13 +63,13 @@ def _alias_target(stager: Stager, alias_uri: str) -> tuple[str, str | None]:
             field=ALIAS_FIELD,
         )
     try:
-        alias = json.loads(data)
-        target = AliasTarget.from_dict(alias.get("target") if isinstance(alias, dict) else None)
-    except (ValueError, InvalidAlias) as exc:
+        # The reader the API and `finetune alias` use: the same objects are aliases everywhere.
+        target = Alias.from_json(data).current.target
+    except InvalidAlias as exc:
         raise JobFailure(
             "invalid_model",
-            f"compare_with.alias_uri: {alias_uri} is not an alias object (JSON with a target "
-            f"of job_id, keras_uri, saved_model_uri and manifest_uri): {exc}.",
+            f"compare_with.alias_uri: {alias_uri} is not an alias object (JSON with a version "
+            f"and a target of job_id, keras_uri, saved_model_uri and manifest_uri): {exc}.",
             field=ALIAS_FIELD,
         ) from exc
     return target.keras_uri, target.manifest_uri
