@@ -24,6 +24,7 @@ import base64
 import binascii
 import builtins
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -200,13 +201,13 @@ class JobStore:
 
     # workers ---------------------------------------------------------------------------
     def queued_ids(self, limit: int = 100) -> list[str]:
-        """Ids of queued jobs, oldest first (from the queue index)."""
-        ids = []
+        """Ids of queued jobs, oldest first (from the queue index), at most ``limit``."""
+        return list(itertools.islice(self._queued(), limit))
+
+    def _queued(self) -> Iterator[str]:
+        """Ids of every queued job, oldest first, read page by page as they are asked for."""
         for info in self.store.list(f"{self.prefix}queue/"):
-            ids.append(info.key.rsplit("/", 1)[1])
-            if len(ids) >= limit:
-                break
-        return ids
+            yield info.key.rsplit("/", 1)[1]
 
     def claim_next(
         self,
@@ -223,15 +224,12 @@ class JobStore:
         (``resources.gpus``) stays queued for another worker, and is handed to ``too_big``
         with the devices it asks for.
         """
-        queued = self.queued_ids()
-        if devices is not None:
-            # A job's spec never changes: what it asks for is read once per job.
-            still = set(queued)
-            self._devices_wanted = {
-                job_id: wanted for job_id, wanted in self._devices_wanted.items() if job_id in still
-            }
+        # The whole queue, page by page: however many jobs too big for this worker are queued
+        # ahead, one it can hold behind them is reached.
+        seen: list[str] = []
         held: int | None = None
-        for job_id in queued:
+        for job_id in self._queued():
+            seen.append(job_id)
             if devices is not None:
                 wanted = self._wanted(job_id)
                 if wanted is not None and wanted > 1:
@@ -243,6 +241,12 @@ class JobStore:
             record = self.try_claim(job_id, worker, lease_seconds)
             if record is not None:
                 return record
+        # A job's spec never changes: what it asks for is read once per job, and forgotten
+        # once a whole pass of the queue no longer holds it.
+        still = set(seen)
+        self._devices_wanted = {
+            job_id: wanted for job_id, wanted in self._devices_wanted.items() if job_id in still
+        }
         return None
 
     def _wanted(self, job_id: str) -> int | None:

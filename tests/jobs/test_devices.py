@@ -98,3 +98,15 @@ def test_a_job_queued_before_resources_existed_is_claimed_as_one_device(jobs: Jo
 
     assert claimed is not None and claimed.id == old.id
     assert jobs.queued_ids() == [big.id]
+
+
+def test_a_job_behind_more_than_a_page_of_jobs_too_big_is_reached(jobs: JobStore) -> None:
+    big = [jobs.create(loaded_spec(resources={"gpus": 4})).id for _ in range(105)]
+    small = jobs.create(loaded_spec())
+    too_big: list[str] = []
+
+    claimed = jobs.claim_next("w1", 60, devices=lambda: 1, too_big=lambda j, n: too_big.append(j))
+
+    assert claimed is not None and claimed.id == small.id
+    assert too_big == big  # every one ahead of it, oldest first, each asked for once
+    assert jobs.queued_ids(limit=1000) == big
