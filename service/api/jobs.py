@@ -6,6 +6,7 @@ rendered on ``/docs`` as Markdown: they quote names with single backticks.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import current_app, request, url_for
@@ -30,12 +31,16 @@ from service.api.auth import current_principal
 from service.api.errors import RETRY_AFTER_SECONDS
 from service.api.responses import documents_errors
 from service.contract.plan import JobPlan
-from service.jobs import JobIsFinal, NoSuchJob
+from service.jobs import JobIsFinal, JobRecord, NoSuchJob
 from service.jobs.dry_runs import INTERRUPTED, TAKE_SECONDS, TIMED_OUT
 from service.jobs.errors import DryRunNotTaken, DryRunTimedOut
 from service.jobs.idempotency import MAX_KEY_LENGTH, IdempotencyConflict, create_once
 from service.jobs.store import InvalidCursor
+from service.jobs.workers import WorkerRegistry
+from service.storage.errors import StorageError
 from service.webhooks import check_literal_host
+
+log = logging.getLogger(__name__)
 
 blp = Blueprint(
     "jobs",
@@ -223,8 +228,30 @@ class Jobs(MethodView):
                 )
             except IdempotencyConflict as exc:
                 abort(409, message=f"{exc} Use a new key for a new job.")
+        if created:
+            _say_if_no_worker_holds_it(record)
         location = url_for("jobs.Job", job_id=record.id)
         return record.public(), 201 if created else 200, {"Location": location}
+
+
+def _say_if_no_worker_holds_it(record: JobRecord) -> None:
+    """A job of several devices that no running worker holds gets its ``waiting`` event now.
+
+    A worker writes the same event (once: whoever writes first) when it sees the job and
+    cannot hold it; with no worker running (a pool scaled to zero) nobody would, until one
+    starts. Every worker holds one device, so a one-device job is never looked at. Where
+    storage does not answer, the job is queued all the same and the workers say it later.
+    """
+    wanted = JobPlan.from_spec(record.spec).training_plan.resources.gpus
+    if wanted <= 1:
+        return
+    jobs = services().jobs
+    try:
+        most = WorkerRegistry(jobs.store, jobs.prefix).most_devices(services().config.lease_seconds)
+        if most < wanted:
+            jobs.note_waiting(record.id, wanted, most)
+    except StorageError as exc:
+        log.info("job %s: what the workers hold is not known now (%s)", record.id, exc)
 
 
 def _check_inputs_stored(spec: dict[str, Any]) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from service.app import create_app
 from service.config import Config
+from service.context import Services
+from service.jobs.workers import WorkerCapacity, WorkerRegistry
 from tests.helpers.errors import field_messages
 from tests.helpers.specs import raw_spec
 
@@ -92,3 +95,27 @@ def test_the_batch_must_split_evenly_across_the_devices(client: FlaskClient) -> 
     ]
     even = raw_spec(resources={"gpus": 4}, training={"batch_size": 32})
     assert client.post("/v1/jobs", json=even).status_code == 201
+
+
+def _waiting(client: FlaskClient, job_id: str) -> list[dict[str, object]]:
+    events = client.get(f"/v1/jobs/{job_id}/events").json["events"]
+    return [event for event in events if event["type"] == "waiting"]
+
+
+def test_a_job_no_running_worker_can_hold_is_said_to_wait_at_submit(app: Flask) -> None:
+    client = app.test_client()
+    nobody = client.post("/v1/jobs", json=raw_spec(resources={"gpus": 2})).json
+    (waiting,) = _waiting(client, nobody["id"])
+    assert waiting["data"] == {"devices": 2, "most_held": 0}
+    assert "no worker is running" in waiting["message"]
+
+    services: Services = app.extensions["finetune"]
+    registry = WorkerRegistry(services.jobs.store, services.jobs.prefix)
+    registry.publish(WorkerCapacity("w-4", 4, "gpu"))
+    held = client.post("/v1/jobs", json=raw_spec(resources={"gpus": 4})).json
+    too_big = client.post("/v1/jobs", json=raw_spec(resources={"gpus": 8})).json
+    one = client.post("/v1/jobs", json=raw_spec()).json
+
+    assert _waiting(client, held["id"]) == [] and _waiting(client, one["id"]) == []
+    (waiting,) = _waiting(client, too_big["id"])
+    assert waiting["data"] == {"devices": 8, "most_held": 4}
