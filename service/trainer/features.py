@@ -131,11 +131,16 @@ class CachedPhase:
         model: From the frontier tensors to the outputs, sharing the whole model's layers.
         train: Batches of (features, labels), in the training images' order.
         validation: Batches of validation features, in order; None without validation.
+        steps_per_execution: Batches per call of the training function: a whole epoch on one
+            device (a small head's step is mostly Keras's per-call cost), 1 under a strategy
+            of several replicas (Keras 3.15's multi-step loop fails there on TensorFlow:
+            "You must feed a value for placeholder tensor").
     """
 
     model: keras.Model
     train: tf.data.Dataset
     validation: tf.data.Dataset | None
+    steps_per_execution: int = 1
 
 
 class FeatureCache:
@@ -234,7 +239,10 @@ class FeatureCache:
                 }
             },
         )
-        return CachedPhase(trainer, train.prefetch(tf.data.AUTOTUNE), validation), notice
+        one_replica = tf.distribute.get_strategy().num_replicas_in_sync == 1
+        steps = math.ceil(train_split.count / batch_size) if one_replica else 1
+        cached = CachedPhase(trainer, train.prefetch(tf.data.AUTOTUNE), validation, steps)
+        return cached, notice
 
     def close(self) -> None:
         """Frees the features: the memory held and the files written."""

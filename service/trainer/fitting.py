@@ -48,12 +48,14 @@ class CachedTraining(Protocol):
     """A phase trained on a frozen prefix's features (features.CachedPhase is one).
 
     ``model`` runs from the prefix's outputs to the model's outputs with the whole model's own
-    layer objects; ``train`` and ``validation`` are batches of (features, labels).
+    layer objects; ``train`` and ``validation`` are batches of (features, labels);
+    ``steps_per_execution`` the batches per call of the training function.
     """
 
     model: keras.Model
     train: Any
     validation: Any | None
+    steps_per_execution: int
 
 
 class PhaseCache(Protocol):
@@ -267,9 +269,7 @@ def _what_trains(
         fed = _Fed(data.uint8_train, getattr(data, "uint8_validation", None))  # type: ignore[attr-defined]
     else:
         return model, data
-    compile_alike(
-        trains, model, training, steps_per_epoch(data, training.batch_size) if cached else 1
-    )
+    compile_alike(trains, model, training, cached.steps_per_execution if cached else 1)
     if not model.optimizer.built:
         # The whole model's order of variables: checkpoints are the same either way.
         model.optimizer.build(model.trainable_variables)
