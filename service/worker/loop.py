@@ -139,19 +139,24 @@ class Worker:
         """Claim and run one job; False where none was queued."""
         if self.stopping.is_set():
             return False
-        record = self.jobs.claim_next(
-            self.worker_id,
-            self.config.lease_seconds,
-            devices=lambda: self.capacity().devices,
-            too_big=self._wait_for_bigger,
-        )
-        if record is None:
-            return False
-        with job_logging(record.id):
-            record = self._spec_read_by_this_release(record)
-            self.observer.job_started(record)
-            self.run_job(record)
-        return True
+        try:
+            record = self.jobs.claim_next(
+                self.worker_id,
+                self.config.lease_seconds,
+                devices=lambda: self.capacity().devices,
+                too_big=self._wait_for_bigger,
+            )
+            if record is None:
+                return False
+            with job_logging(record.id):
+                record = self._spec_read_by_this_release(record)
+                self.observer.job_started(record)
+                self.run_job(record)
+            return True
+        finally:
+            if not self.trainers.warm:
+                # A child started only to say what the trainer holds (capacity) is not kept.
+                self.trainers.close()
 
     def _spec_read_by_this_release(self, record: JobRecord) -> JobRecord:
         """The record, its spec given the fields added since an earlier release queued it.
@@ -176,7 +181,8 @@ class Worker:
     def capacity(self) -> WorkerCapacity:
         """The devices this worker's trainer holds, as its first trainer child said.
 
-        Asked once (a child is started to say it, and kept for the next run). A child that
+        Asked once (a child is started to say it, and kept for the next run where the trainer
+        is kept warm; run_once alone stops it before it returns). A child that
         does not answer in time counts as one device, asked again next time.
         """
         if self._capacity is not None:
