@@ -37,11 +37,12 @@ lint-deploy: install
 	$(VENV)/bin/kubernetes-validate --strict --quiet deploy/kubernetes/[!k]*.yaml
 	$(VENV)/bin/hadolint Dockerfile
 
+# --durations: each run's log says where its minutes went.
 pytest: install
-	$(PY) -m pytest -m "not full"
+	$(PY) -m pytest -m "not full" --durations=25
 
 pytest-full: install
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=25
 
 ## Chromium for the /docs browser test (tests/api/test_docs_page.py); needs root and apt-get
 browser:
