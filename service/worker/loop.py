@@ -182,8 +182,8 @@ class Worker:
         """The devices this worker's trainer holds, as its first trainer child said.
 
         Asked once (a child is started to say it, and kept for the next run where the trainer
-        is kept warm; run_once alone stops it before it returns). A child that
-        does not answer in time counts as one device, asked again next time.
+        is kept warm; run_once alone stops it before it returns). A child that does not answer
+        in time counts as one device, asked again next time.
         """
         if self._capacity is not None:
             return self._capacity
