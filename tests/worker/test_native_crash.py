@@ -117,13 +117,19 @@ def test_a_crash_the_config_does_not_show_is_retried_once_with_onednn_off(
 
 
 def _kill_when(services: Services, worker: Worker, record: JobRecord, times: int) -> None:
-    """SIGSEGV the running trainer after each of its first epochs, ``times`` times."""
+    """SIGSEGV each running trainer once it has ended an epoch of its own, ``times`` trainers.
+
+    Epoch events are counted from when each trainer is first seen (the worker has written all of
+    the previous one's by then): the retried trainer is killed after an epoch it ran itself, not
+    at its start because the killed one had ended several.
+    """
     killed: set[int] = set()
+    seen: dict[int, int] = {}  # trainer pid -> epoch events when first seen
     deadline = time.monotonic() + 240
     while len(killed) < times and time.monotonic() < deadline:
         pid = worker.trainers.last_pid
-        epochs = _events(services, record, "epoch")
-        if pid is not None and pid not in killed and len(epochs) > len(killed):
+        epochs = len(_events(services, record, "epoch"))
+        if pid is not None and pid not in killed and epochs > seen.setdefault(pid, epochs):
             os.kill(pid, signal.SIGSEGV)
             killed.add(pid)
         time.sleep(0.05)
