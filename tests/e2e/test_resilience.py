@@ -21,6 +21,7 @@ import boto3
 import pytest
 import requests
 
+from service.jobs.checkpoints import CheckpointStore
 from service.storage.s3 import S3ObjectStore
 from tests.helpers.data import write_image_folder
 from tests.helpers.models import pretrain_tiny_cnn
@@ -151,6 +152,33 @@ def _wait_for_epoch(
     raise AssertionError(f"job {job_id} never reached epoch {epoch}")
 
 
+def _wait_for_checkpoint(stack: Stack, job_id: str, epoch: int, timeout: float = 60) -> None:
+    """Wait until the state bucket holds the job's checkpoint after ``epoch`` (or a later one).
+
+    The worker publishes an epoch's progress before it has uploaded that epoch's checkpoint: a
+    kill in between rightly resumes from the one before.
+    """
+    checkpoints = CheckpointStore(S3ObjectStore(stack.s3, stack.state_bucket), "jobs/")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        latest = checkpoints.latest(job_id)
+        if latest is not None and latest.epoch >= epoch:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} has no checkpoint after epoch {epoch}")
+
+
+def _wait_for_resume(stack: Stack, job_id: str, attempt: int, timeout: float = 180) -> int:
+    """Wait for attempt ``attempt``'s resumed event; the epoch it resumed after."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in _events(stack, job_id, "resumed"):
+            if event["data"]["attempt"] == attempt:
+                return int(event["data"]["epoch"])
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id}'s attempt {attempt} never resumed")
+
+
 def _events(stack: Stack, job_id: str, type_: str) -> list[dict[str, Any]]:
     return [e for e in stack.client.events(job_id) if e["type"] == type_]
 
@@ -159,11 +187,15 @@ def test_kill_9_mid_epoch_resumes_from_the_checkpoint(stack: Stack) -> None:
     rng = random.Random()
     job = stack.client.submit(stack.spec())
     worker = stack.worker("w1")
-    seen_epoch = 0
+    resumed_at = 0
     for kill in range(2):  # two random kill points in one run
-        target = seen_epoch + rng.choice([1, 2])
-        seen = _wait_for_epoch(stack, job["id"], target, attempt=kill + 1)
-        seen_epoch = seen["progress"]["epoch"]
+        if kill:
+            # The new worker's own word: until it trains, the record shows the killed one's
+            # progress, and the checkpoints it finds were the killed one's.
+            resumed_at = _wait_for_resume(stack, job["id"], attempt=kill + 1)
+        target = min(resumed_at + rng.choice([1, 2]), 5)  # of 6 epochs
+        _wait_for_epoch(stack, job["id"], target, attempt=kill + 1)
+        _wait_for_checkpoint(stack, job["id"], target)
         time.sleep(rng.uniform(0.05, 0.4))  # somewhere inside the next epoch
         worker.signal(signal.SIGKILL)  # the worker and its trainer child, no warning
         worker = stack.worker(f"w{kill + 2}")
